@@ -1,0 +1,289 @@
+"""A convolutional variational autoencoder for spectrograms, in idiomatic Keras 3.
+
+``VAE`` is a ``keras.Model`` with its own ``train_step``/``test_step`` (loss =
+``reconstruction_loss_weight * MSE + kl_weight * KL``), so ``fit``, callbacks,
+progress bars and history work as Keras users expect. It saves and loads as a
+single ``.keras`` file (safe mode, no pickle). With ``num_classes > 0`` it is a
+class-conditional VAE: encoder and decoder also see the label.
+"""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
+
+import keras
+import numpy as np
+from keras import layers, ops
+
+MODEL_FILE = "model.keras"
+PACKAGE = "soundvae"
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Sampling(layers.Layer):
+    """Draws z = mean + sigma * epsilon (the reparameterisation trick)."""
+
+    def __init__(self, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.seed = seed
+        self.seed_generator = keras.random.SeedGenerator(seed)
+
+    def call(self, inputs):
+        mean, log_variance = inputs
+        epsilon = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        return mean + ops.exp(0.5 * log_variance) * epsilon
+
+    def get_config(self):
+        return {**super().get_config(), "seed": self.seed}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class VAE(keras.Model):
+    """Convolutional VAE: spectrogram -> latent Gaussian -> spectrogram.
+
+    Parameters
+    ----------
+    input_shape : tuple of int
+        (frequency bins, time frames, 1).
+    conv_filters, conv_kernels, conv_strides : list
+        One entry per convolutional layer of the encoder; the decoder mirrors them.
+        A stride is an int or a pair (frequency, time).
+    latent_space_dim : int
+        Size of the latent vector.
+    reconstruction_loss_weight : float
+        Weight of the mean squared error against the KL divergence.
+    kl_weight : float
+        Weight of the KL divergence (beta in a beta-VAE).
+    num_classes : int
+        0 for an unconditional VAE; otherwise the number of labels to condition on.
+    """
+
+    def __init__(self, input_shape, conv_filters, conv_kernels, conv_strides, latent_space_dim,
+                 reconstruction_loss_weight=1000.0, kl_weight=1.0, num_classes=0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        if not (len(conv_filters) == len(conv_kernels) == len(conv_strides)) or not conv_filters:
+            raise ValueError("conv_filters, conv_kernels and conv_strides must be non-empty and of equal "
+                             f"length, got {len(conv_filters)}, {len(conv_kernels)}, {len(conv_strides)}")
+        if len(input_shape) != 3 or input_shape[-1] != 1:
+            raise ValueError(f"input_shape must be (bins, frames, 1), got {tuple(input_shape)}")
+        self.input_shape_ = tuple(int(size) for size in input_shape)
+        self.conv_filters = [int(f) for f in conv_filters]
+        self.conv_kernels = [int(k) if np.ndim(k) == 0 else tuple(k) for k in conv_kernels]
+        self.conv_strides = [(int(s), int(s)) if np.ndim(s) == 0 else tuple(int(v) for v in s) for s in conv_strides]
+        self.latent_space_dim = int(latent_space_dim)
+        self.reconstruction_loss_weight = float(reconstruction_loss_weight)
+        self.kl_weight = float(kl_weight)
+        self.num_classes = int(num_classes)
+        self.seed = seed
+
+        self.encoder = self._build_encoder()
+        self.decoder = self._build_decoder()
+        self.sampling = Sampling(seed=seed, name="sampling")
+        self.total_loss_tracker = keras.metrics.Mean(name="loss")
+        self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
+        self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self.built = True  # encoder and decoder are functional models, built above
+
+    # --- architecture -----------------------------------------------------------
+
+    @property
+    def padded_shape(self):
+        """Input size rounded up so that every stride divides it exactly."""
+        total = np.prod(self.conv_strides, axis=0)
+        bins, frames, _ = self.input_shape_
+        return int(-(-bins // total[0]) * total[0]), int(-(-frames // total[1]) * total[1])
+
+    def _condition(self, inputs, label):
+        one_hot = ops.one_hot(ops.cast(ops.reshape(label, (-1,)), "int32"), self.num_classes)
+        return layers.Concatenate()([inputs, one_hot])
+
+    def _build_encoder(self):
+        spectrogram = keras.Input(shape=self.input_shape_, name="spectrogram")
+        inputs = [spectrogram]
+        bins, frames, _ = self.input_shape_
+        padded_bins, padded_frames = self.padded_shape
+        x = layers.ZeroPadding2D(((0, padded_bins - bins), (0, padded_frames - frames)))(spectrogram)
+        for index, (filters, kernel, stride) in enumerate(zip(self.conv_filters, self.conv_kernels, self.conv_strides)):
+            x = layers.Conv2D(filters, kernel, strides=stride, padding="same", name=f"encoder_conv_{index + 1}")(x)
+            x = layers.ReLU()(x)
+            x = layers.BatchNormalization()(x)
+        x = layers.Flatten()(x)
+        if self.num_classes:
+            label = keras.Input(shape=(1,), dtype="int32", name="label")
+            inputs.append(label)
+            x = self._condition(x, label)
+        mean = layers.Dense(self.latent_space_dim, name="mean")(x)
+        log_variance = layers.Dense(self.latent_space_dim, name="log_variance")(x)
+        return keras.Model(inputs, [mean, log_variance], name="encoder")
+
+    def _build_decoder(self):
+        latent = keras.Input(shape=(self.latent_space_dim,), name="latent")
+        inputs = [latent]
+        x = latent
+        if self.num_classes:
+            label = keras.Input(shape=(1,), dtype="int32", name="label")
+            inputs.append(label)
+            x = self._condition(x, label)
+        total = np.prod(self.conv_strides, axis=0)
+        padded_bins, padded_frames = self.padded_shape
+        bottleneck = (padded_bins // int(total[0]), padded_frames // int(total[1]), self.conv_filters[-1])
+        x = layers.Dense(int(np.prod(bottleneck)), name="decoder_dense")(x)
+        x = layers.Reshape(bottleneck)(x)
+        # As in the tutorial: the decoder's filters mirror the encoder's, then one output channel.
+        layer_specs = list(zip([*self.conv_filters[:0:-1], 1], self.conv_kernels[::-1], self.conv_strides[::-1]))
+        for index, (filters, kernel, stride) in enumerate(layer_specs):
+            last = index == len(layer_specs) - 1
+            x = layers.Conv2DTranspose(filters, kernel, strides=stride, padding="same",
+                                       name="decoder_output" if last else f"decoder_conv_transpose_{index + 1}")(x)
+            if last:
+                x = layers.Activation("sigmoid", dtype="float32")(x)
+            else:
+                x = layers.ReLU()(x)
+                x = layers.BatchNormalization()(x)
+        bins, frames, _ = self.input_shape_
+        x = layers.Cropping2D(((0, padded_bins - bins), (0, padded_frames - frames)))(x)
+        return keras.Model(inputs, x, name="decoder")
+
+    # --- training -----------------------------------------------------------------
+
+    @property
+    def metrics(self):
+        return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+
+    def _split(self, data):
+        """(spectrograms, labels or None) from what fit/evaluate pass in."""
+        if isinstance(data, (tuple, list)):
+            spectrograms = data[0]
+            labels = data[1] if len(data) > 1 and self.num_classes else None
+        else:
+            spectrograms, labels = data, None
+        if self.num_classes and labels is None:
+            raise ValueError("this VAE is conditional: pass (spectrograms, labels)")
+        return spectrograms, labels
+
+    def _inputs(self, tensor, labels):
+        return [tensor, labels] if self.num_classes else tensor
+
+    def compute_losses(self, spectrograms, labels, training):
+        """Return (total, reconstruction, kl), each averaged over the batch."""
+        mean, log_variance = self.encoder(self._inputs(spectrograms, labels), training=training)
+        latent = self.sampling([mean, log_variance])
+        reconstruction = self.decoder(self._inputs(latent, labels), training=training)
+        spectrograms = ops.cast(spectrograms, reconstruction.dtype)
+        reconstruction_loss = ops.mean(ops.square(spectrograms - reconstruction))
+        kl_loss = ops.mean(-0.5 * ops.sum(1 + log_variance - ops.square(mean) - ops.exp(log_variance), axis=1))
+        total = self.reconstruction_loss_weight * reconstruction_loss + self.kl_weight * kl_loss
+        return total, reconstruction_loss, kl_loss
+
+    def _update_metrics(self, losses):
+        for tracker, value in zip(self.metrics, losses):
+            tracker.update_state(value)
+        return {tracker.name: tracker.result() for tracker in self.metrics}
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        spectrograms, labels = self._split(data)
+        with tf.GradientTape() as tape:
+            losses = self.compute_losses(spectrograms, labels, training=True)
+            # Under tf.distribute each replica sees part of the batch; the gradients
+            # are summed over replicas, so each replica's loss is divided by their number.
+            scaled = losses[0] / tf.distribute.get_strategy().num_replicas_in_sync
+        gradients = tape.gradient(scaled, self.trainable_weights)
+        self.optimizer.apply_gradients(zip(gradients, self.trainable_weights))
+        return self._update_metrics(losses)
+
+    def test_step(self, data):
+        spectrograms, labels = self._split(data)
+        return self._update_metrics(self.compute_losses(spectrograms, labels, training=False))
+
+    def call(self, inputs, training=False):
+        """Reconstruct from the latent mean (deterministic)."""
+        if self.num_classes:
+            spectrograms, labels = inputs
+        else:
+            spectrograms, labels = inputs, None
+        mean, _ = self.encoder(self._inputs(spectrograms, labels), training=training)
+        return self.decoder(self._inputs(mean, labels), training=training)
+
+    # --- using a trained model ------------------------------------------------------
+
+    def _labels(self, labels, count):
+        if not self.num_classes:
+            return None
+        if labels is None:
+            raise ValueError("this VAE is conditional: pass labels")
+        labels = np.broadcast_to(np.asarray(labels, dtype="int32").reshape(-1), (count,))
+        if labels.min() < 0 or labels.max() >= self.num_classes:
+            raise ValueError(f"labels must be in 0..{self.num_classes - 1}, got {sorted(set(labels.tolist()))}")
+        return labels.reshape(-1, 1)
+
+    def encode(self, spectrograms, labels=None, batch_size=64):
+        """Latent means and log-variances (numpy) of spectrograms shaped (n, bins, frames[, 1])."""
+        spectrograms = _with_channel(spectrograms)
+        inputs = self._inputs(spectrograms, self._labels(labels, len(spectrograms)))
+        mean, log_variance = self.encoder.predict(inputs, batch_size=batch_size, verbose=0)
+        return mean, log_variance
+
+    def decode(self, latents, labels=None, batch_size=64):
+        """Spectrograms (n, bins, frames, 1) in [0, 1] decoded from latent vectors."""
+        latents = np.asarray(latents, dtype="float32").reshape(-1, self.latent_space_dim)
+        inputs = self._inputs(latents, self._labels(labels, len(latents)))
+        return self.decoder.predict(inputs, batch_size=batch_size, verbose=0)
+
+    def reconstruct(self, spectrograms, labels=None):
+        """Return (reconstructed spectrograms, latent means), the tutorial's method."""
+        mean, _ = self.encode(spectrograms, labels)
+        return self.decode(mean, labels), mean
+
+    def sample(self, count, labels=None, seed=0, temperature=1.0):
+        """Decode ``count`` latent vectors drawn from the prior N(0, temperature^2 I)."""
+        latents = np.random.default_rng(seed).standard_normal((count, self.latent_space_dim)) * temperature
+        return self.decode(latents.astype("float32"), labels), latents
+
+    def summary_all(self):
+        self.encoder.summary()
+        self.decoder.summary()
+
+    # --- saving -------------------------------------------------------------------------
+
+    def get_config(self):
+        return {
+            **super().get_config(),
+            "input_shape": list(self.input_shape_),
+            "conv_filters": self.conv_filters,
+            "conv_kernels": [k if isinstance(k, int) else list(k) for k in self.conv_kernels],
+            "conv_strides": [list(s) for s in self.conv_strides],
+            "latent_space_dim": self.latent_space_dim,
+            "reconstruction_loss_weight": self.reconstruction_loss_weight,
+            "kl_weight": self.kl_weight,
+            "num_classes": self.num_classes,
+            "seed": self.seed,
+        }
+
+    def build(self, input_shape=None):
+        self.built = True
+
+    def save(self, filepath, *args, **kwargs):
+        """Save to a ``.keras`` file; given a folder, save as ``folder/model.keras``."""
+        filepath = Path(filepath)
+        if filepath.suffix != ".keras":
+            filepath.mkdir(parents=True, exist_ok=True)
+            filepath = filepath / MODEL_FILE
+        return super().save(filepath, *args, **kwargs)
+
+    @classmethod
+    def load(cls, path):
+        """Load a model saved by ``save`` (a ``.keras`` file or its folder), in Keras' safe mode."""
+        path = Path(path)
+        if path.is_dir():
+            path = path / MODEL_FILE
+        if not path.exists():
+            raise FileNotFoundError(f"no model at {path}: train one with train.py first")
+        return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+def _with_channel(spectrograms):
+    spectrograms = np.asarray(spectrograms, dtype="float32")
+    return spectrograms[..., np.newaxis] if spectrograms.ndim == 3 else spectrograms

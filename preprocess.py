@@ -1,0 +1,521 @@
+"""Step 1: turn a folder of short sounds into normalised log-spectrograms.
+
+For every audio file under AUDIO_DIR: load (any format soundfile reads), mix to
+mono, resample to SAMPLE_RATE, pad or cut to DURATION, take the log-magnitude STFT
+in dB and min-max normalise it to [0, 1]. Writes into SPECTROGRAMS_DIR:
+
+- ``spectrograms.npy``: all clips, shape (clips, FRAME_SIZE // 2, frames), float32,
+  readable with ``np.load(..., mmap_mode="r")`` so training streams it from disk;
+- ``clips.json``: per clip its id, source file, label and the min/max dB values
+  that undo the normalisation;
+- ``params.json``: the spectrogram parameters. Later steps read them from here
+  and from the model folder; they are never typed twice.
+
+Run ``python preprocess.py --help`` to list the settings.
+"""
+
+import os
+import re
+import tempfile
+import time
+from multiprocessing import get_context
+from pathlib import Path
+
+import numpy as np
+
+from configurator import PipelineError, configure, run_script
+from fileio import atomic_write, read_json, write_json
+
+# I/O
+AUDIO_DIR = "data/audio"                # searched recursively; filled with demo drums when empty
+SPECTROGRAMS_DIR = "data/spectrograms"
+# audio
+SAMPLE_RATE = 22050                     # Hz; every file is resampled to it
+DURATION = 0.74                         # seconds; shorter clips are padded with silence
+LONG_FILES = "cut"                      # "cut": keep the first DURATION; "split": several clips
+MAX_CLIPS_PER_FILE = 16                 # with LONG_FILES="split"
+SILENCE_DB = -60.0                      # a file whose peak is below this (dBFS) is skipped as silent
+# spectrogram
+FRAME_SIZE = 512                        # STFT window in samples; FRAME_SIZE // 2 frequency rows
+HOP_LENGTH = 128                        # samples between frames (75% overlap helps Griffin-Lim)
+TOP_DB = 80.0                           # dynamic range kept below each clip's peak, dB
+# labels, used by the conditional model and by evaluate.py
+LABELS = "auto"                         # "auto", "folder", "filename" (FSDD: 7_jackson_32.wav -> 7) or "none"
+# system
+NUM_WORKERS = 0                         # processes; 0 = one per CPU core
+DEMO_CLIPS_PER_CLASS = 60               # built-in drum set written when AUDIO_DIR is empty
+SEED = 0
+
+AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc",
+                    ".mp3", ".opus", ".au", ".snd", ".caf", ".w64", ".rf64"}
+AMIN = 1e-5                             # smallest magnitude before log: -100 dB
+FORMAT_VERSION = 1                      # of the files written here; bumped on incompatible change
+FSDD_NAME = re.compile(r"^([^_]+)_[^_]+_\d+$")
+
+
+class Loader:
+    """Loads an audio file as a mono float32 signal at the target sample rate."""
+
+    def __init__(self, sample_rate):
+        self.sample_rate = sample_rate
+
+    def load(self, path):
+        import librosa
+        import soundfile as sf
+
+        try:
+            signal, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+        except Exception as sf_error:  # soundfile refuses it: let librosa try other decoders
+            try:
+                signal, file_rate = librosa.load(str(path), sr=None, mono=False)
+            except Exception:
+                raise ValueError(f"unreadable audio ({_first_line(sf_error)})") from None
+            signal = np.atleast_2d(signal).T
+        if signal.size == 0:
+            raise ValueError("empty: no samples")
+        signal = signal.mean(axis=1)
+        if not np.all(np.isfinite(signal)):
+            raise ValueError("contains NaN or infinite samples")
+        if file_rate != self.sample_rate:
+            signal = librosa.resample(signal, orig_sr=file_rate, target_sr=self.sample_rate)
+        return signal.astype(np.float32)
+
+
+class Padder:
+    """Pads a signal with silence, or cuts it, to an exact number of samples."""
+
+    def __init__(self, num_samples):
+        self.num_samples = num_samples
+
+    def fix_length(self, signal):
+        if len(signal) >= self.num_samples:
+            return signal[: self.num_samples]
+        return np.pad(signal, (0, self.num_samples - len(signal)))
+
+    def split(self, signal, max_clips):
+        """Cut a long signal into consecutive clips; the last one is padded."""
+        starts = range(0, len(signal), self.num_samples)
+        return [self.fix_length(signal[start:]) for start in list(starts)[:max_clips]]
+
+
+class LogSpectrogramExtractor:
+    """Computes the log-magnitude STFT in dB, without the Nyquist row."""
+
+    def __init__(self, frame_size, hop_length, top_db):
+        self.frame_size = frame_size
+        self.hop_length = hop_length
+        self.top_db = top_db
+
+    def extract(self, signal):
+        import librosa
+
+        stft = librosa.stft(signal, n_fft=self.frame_size, hop_length=self.hop_length)[:-1]
+        return librosa.amplitude_to_db(np.abs(stft), ref=1.0, amin=AMIN, top_db=self.top_db)
+
+
+class MinMaxNormaliser:
+    """Scales each spectrogram to [0, 1] and back, with its own min and max."""
+
+    def __init__(self, min_val=0.0, max_val=1.0):
+        self.min_val = min_val
+        self.max_val = max_val
+
+    def normalise(self, array):
+        array_min, array_max = float(array.min()), float(array.max())
+        if not array_max > array_min:
+            raise ValueError("constant spectrogram: cannot normalise (silent clip?)")
+        norm = (array - array_min) / (array_max - array_min)
+        return (norm * (self.max_val - self.min_val) + self.min_val).astype(np.float32), array_min, array_max
+
+    def denormalise(self, norm, original_min, original_max):
+        original_min = np.reshape(original_min, (-1,) + (1,) * (np.ndim(norm) - 1))
+        original_max = np.reshape(original_max, (-1,) + (1,) * (np.ndim(norm) - 1))
+        array = (norm - self.min_val) / (self.max_val - self.min_val)
+        return array * (original_max - original_min) + original_min
+
+
+class Saver:
+    """Writes spectrograms, per-clip min/max values and parameters, atomically and without pickle.
+
+    Workers write each spectrogram straight into its slot of a scratch file
+    (``write_slot``), so nothing large travels between processes and memory does
+    not grow with the number of clips; ``finish`` then writes the final ``.npy``.
+    """
+
+    def __init__(self, spectrograms_dir):
+        self.spectrograms_dir = Path(spectrograms_dir)
+        self.scratch = None
+        self.row_bytes = 0
+
+    def begin(self, n_bins, n_frames):
+        self.spectrograms_dir.mkdir(parents=True, exist_ok=True)
+        # Unwritten slots (failed files, unused split pieces) stay holes: no disk used.
+        self.scratch = tempfile.TemporaryFile(dir=self.spectrograms_dir, prefix=".slots")
+        self.row_bytes = n_bins * n_frames * 4
+
+    def write_slot(self, slot, spectrogram):
+        data = np.ascontiguousarray(spectrogram, dtype="<f4").tobytes()
+        os.pwrite(self.scratch.fileno(), data, slot * self.row_bytes)
+
+    def read_slot(self, slot, shape):
+        data = os.pread(self.scratch.fileno(), self.row_bytes, slot * self.row_bytes)
+        return np.frombuffer(data, dtype="<f4").reshape(shape)
+
+    def finish(self, rows, clips, params, report):
+        """Write ``rows`` (an iterable of arrays, one per clip) and the JSON files."""
+        shape = (len(clips), params["n_bins"], params["n_frames"])
+
+        def write_array(tmp_name):
+            with open(tmp_name, "wb") as file:
+                header = {"descr": "<f4", "fortran_order": False, "shape": shape}
+                np.lib.format.write_array_header_1_0(file, header)
+                for row in rows:
+                    file.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
+
+        # The array first, the index last: a crash in between leaves an index that
+        # does not match the array, which load_spectrograms detects by its size.
+        atomic_write(self.spectrograms_dir / "spectrograms.npy", write_array)
+        write_json(self.spectrograms_dir / "params.json", params)
+        write_json(self.spectrograms_dir / "report.json", report)
+        write_json(self.spectrograms_dir / "clips.json", clips)
+        self.scratch.close()
+
+
+class PreprocessingPipeline:
+    """Finds audio files, turns each into a normalised spectrogram (in parallel) and saves them."""
+
+    def __init__(self, config):
+        self.config = config
+        self.num_samples = int(round(config.DURATION * config.SAMPLE_RATE))
+        self.loader = Loader(config.SAMPLE_RATE)
+        self.padder = Padder(self.num_samples)
+        self.extractor = LogSpectrogramExtractor(config.FRAME_SIZE, config.HOP_LENGTH, config.TOP_DB)
+        self.normaliser = MinMaxNormaliser(0.0, 1.0)
+        self.saver = Saver(config.SPECTROGRAMS_DIR)
+        self.pieces_per_file = config.MAX_CLIPS_PER_FILE if config.LONG_FILES == "split" else 1
+
+    @property
+    def params(self):
+        """The parameters every later step needs to read these spectrograms."""
+        config = self.config
+        return {
+            "format_version": FORMAT_VERSION,
+            "sample_rate": config.SAMPLE_RATE,
+            "duration": config.DURATION,
+            "num_samples": self.num_samples,
+            "frame_size": config.FRAME_SIZE,
+            "hop_length": config.HOP_LENGTH,
+            "window": "hann",
+            "n_bins": config.FRAME_SIZE // 2,
+            "n_frames": 1 + self.num_samples // config.HOP_LENGTH,
+            "amin": AMIN,
+            "top_db": config.TOP_DB,
+            "long_files": config.LONG_FILES,
+            "max_clips_per_file": config.MAX_CLIPS_PER_FILE,
+            "silence_db": config.SILENCE_DB,
+            "labels": config.LABELS,
+        }
+
+    def process_file(self, index, path):
+        """Write the spectrogram(s) of file number ``index`` into their slots.
+
+        Returns a list of (min, max) dB values, one per clip; raises ValueError
+        with the reason when the file cannot be used.
+        """
+        signal = self.loader.load(path)
+        if self.pieces_per_file > 1:
+            pieces = self.padder.split(signal, self.pieces_per_file)
+        else:
+            pieces = [self.padder.fix_length(signal)]
+        threshold = 10 ** (self.config.SILENCE_DB / 20)
+        min_max_values = []
+        for piece in pieces:
+            if np.max(np.abs(piece)) < threshold:
+                continue  # a silent stretch of a long file, or a silent file
+            normalised, db_min, db_max = self.normaliser.normalise(self.extractor.extract(piece))
+            self.saver.write_slot(index * self.pieces_per_file + len(min_max_values), normalised)
+            min_max_values.append((db_min, db_max))
+        if not min_max_values:
+            peak_db = 20 * np.log10(max(float(np.max(np.abs(signal))), 1e-12))
+            raise ValueError(f"silent: peak {peak_db:.1f} dBFS is below SILENCE_DB={self.config.SILENCE_DB}")
+        return min_max_values
+
+    def run(self):
+        config = self.config
+        audio_dir = Path(config.AUDIO_DIR)
+        if not audio_dir.is_dir():
+            raise PipelineError(f"AUDIO_DIR {str(audio_dir)!r} does not exist; create it and put sounds in it, "
+                                f"or pass --audio_dir=PATH")
+        audio_files, other_files = find_audio_files(audio_dir)
+        if not audio_files and _is_default_audio_dir(audio_dir) and not other_files:
+            audio_files = write_demo_set(audio_dir, config)
+        label_of = label_rule(audio_files, audio_dir, config.LABELS)
+
+        params = self.params
+        cache = load_cache(config.SPECTROGRAMS_DIR, params)
+        keys = [file_key(path, audio_dir) for path in audio_files]
+        todo = [(index, path) for index, (path, key) in enumerate(zip(audio_files, keys))
+                if key not in cache.entries]
+        started = time.perf_counter()
+        self.saver.begin(params["n_bins"], params["n_frames"])
+        outcomes = dict(self.map_files(todo))
+
+        # Assemble in sorted file order, so that reruns give identical arrays.
+        skipped = [{"file": str(path), "reason": reason} for path, reason in other_files]
+        clips, rows, reused = [], [], 0
+        shape = (params["n_bins"], params["n_frames"])
+        for index, (path, key) in enumerate(zip(audio_files, keys)):
+            if key in cache.entries:
+                for clip, row in cache.entries[key]:
+                    clips.append(clip)
+                    rows.append(lambda row=row: row)
+                reused += 1
+                continue
+            outcome = outcomes[index]
+            if isinstance(outcome, str):
+                skipped.append({"file": str(path), "reason": outcome})
+                continue
+            relative = path.relative_to(audio_dir).as_posix()
+            for piece, (db_min, db_max) in enumerate(outcome):
+                clips.append({
+                    "id": relative if len(outcome) == 1 else f"{relative}#{piece}",
+                    "file": relative,
+                    "key": key,
+                    "label": label_of(path),
+                    "min": round(db_min, 4),
+                    "max": round(db_max, 4),
+                })
+                slot = index * self.pieces_per_file + piece
+                rows.append(lambda slot=slot: self.saver.read_slot(slot, shape))
+        report = {
+            "audio_dir": str(audio_dir),
+            "clips_written": len(clips),
+            "files_processed": len(todo) - sum(isinstance(outcome, str) for outcome in outcomes.values()),
+            "files_reused": reused,
+            "files_skipped": skipped,
+            "parameters_changed": cache.changed,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
+        if not clips:
+            raise PipelineError(
+                f"no usable audio found in {str(audio_dir)!r} ({len(skipped)} files skipped). "
+                f"Put WAV/FLAC/OGG/AIFF files there (sub-folders are fine) or pass --audio_dir=PATH."
+                + _skipped_text(skipped))
+        self.saver.finish((read() for read in rows), clips, params, report)
+        return report
+
+    def warm_up(self):
+        """Load the resampler and FFT once, so that forked workers inherit them ready."""
+        import librosa
+
+        noise = np.random.default_rng(0).standard_normal(self.num_samples).astype(np.float32)
+        self.extractor.extract(self.padder.fix_length(librosa.resample(noise, orig_sr=44100, target_sr=22050)))
+
+    def map_files(self, todo):
+        """Yield (index, min/max values or reason) for each (index, path), with NUM_WORKERS processes."""
+        from tqdm import tqdm
+
+        workers = self.config.NUM_WORKERS or os.cpu_count() or 1
+        workers = max(1, min(workers, len(todo)))
+        progress = dict(total=len(todo), unit="file", desc="preprocessing", disable=not todo)
+        if workers == 1:
+            yield from tqdm((_process(self, item) for item in todo), **progress)
+            return
+        self.warm_up()
+        with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(self,)) as pool:
+            chunksize = max(1, min(32, len(todo) // (workers * 8)))
+            yield from tqdm(pool.imap_unordered(_process_in_worker, todo, chunksize), **progress)
+
+
+# --- helpers -----------------------------------------------------------------
+
+def _process(pipeline, item):
+    index, path = item
+    try:
+        return index, pipeline.process_file(index, path)
+    except ValueError as error:
+        return index, str(error)
+    except Exception as error:  # a decoder bug must not stop the whole run
+        return index, f"unreadable audio ({type(error).__name__}: {_first_line(error)})"
+
+
+_worker_pipeline = None
+
+
+def _init_worker(pipeline):
+    global _worker_pipeline
+    _worker_pipeline = pipeline
+
+
+def _process_in_worker(item):
+    return _process(_worker_pipeline, item)
+
+
+def _first_line(error):
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__
+
+
+def _is_default_audio_dir(audio_dir):
+    return Path(audio_dir).resolve() == (Path(__file__).parent / "data" / "audio").resolve()
+
+
+def find_audio_files(audio_dir):
+    """Walk ``audio_dir`` recursively (symlinked folders are not followed, so no loops).
+
+    Returns
+    -------
+    audio_files : list of Path
+        Files with an audio extension, sorted.
+    other_files : list of (Path, str)
+        Everything else, with the reason it is skipped.
+    """
+    audio_files, other_files = [], []
+    for root, dirs, files in os.walk(audio_dir):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in sorted(files):
+            path = Path(root) / name
+            if name.startswith("."):
+                other_files.append((path, "hidden file"))
+            elif path.suffix.lower() in AUDIO_EXTENSIONS:
+                audio_files.append(path)
+            else:
+                other_files.append((path, f"not an audio file (extension {path.suffix or 'none'!r})"))
+    return audio_files, other_files
+
+
+def label_rule(audio_files, audio_dir, rule):
+    """Return a function path -> label (str or None), following LABELS."""
+    if rule not in ("auto", "folder", "filename", "none"):
+        raise PipelineError(f"LABELS must be auto, folder, filename or none, got {rule!r}")
+    relatives = [path.relative_to(audio_dir) for path in audio_files]
+    in_folders = bool(relatives) and all(len(relative.parts) > 1 for relative in relatives)
+    by_name = bool(relatives) and all(FSDD_NAME.match(relative.stem) for relative in relatives)
+    if rule == "folder" or (rule == "auto" and in_folders):
+        return lambda path: path.relative_to(audio_dir).parts[0] if len(path.relative_to(audio_dir).parts) > 1 else None
+    if rule == "filename" or (rule == "auto" and by_name):
+        return lambda path: (FSDD_NAME.match(path.stem) or [None, None])[1]
+    return lambda path: None
+
+
+def file_key(path, audio_dir):
+    """Identify a file's content cheaply: relative path, size and modification time."""
+    stat = path.stat()
+    return f"{path.relative_to(audio_dir).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}"
+
+
+class _Cache:
+    def __init__(self, entries, changed):
+        self.entries = entries
+        self.changed = changed
+
+
+def load_cache(spectrograms_dir, params):
+    """Spectrograms of an earlier run that can be reused: same parameters, same files."""
+    spectrograms_dir = Path(spectrograms_dir)
+    try:
+        old_params = read_json(spectrograms_dir / "params.json")
+        clips = read_json(spectrograms_dir / "clips.json")
+        array = np.load(spectrograms_dir / "spectrograms.npy", mmap_mode="r")
+    except (OSError, ValueError):
+        return _Cache({}, [])
+    changed = sorted(name for name in set(params) | set(old_params) if params.get(name) != old_params.get(name))
+    if changed or len(array) != len(clips):
+        return _Cache({}, changed)
+    entries = {}
+    for index, clip in enumerate(clips):
+        entries.setdefault(clip.get("key"), []).append((clip, array[index]))
+    return _Cache(entries, [])
+
+
+def write_demo_set(audio_dir, config):
+    """Fill the empty default AUDIO_DIR with the built-in synthesized drum one-shots."""
+    from data.synthesize_drums import write_demo_drums
+
+    print(f"{audio_dir} is empty: writing the built-in demo drum set there "
+          f"({DEMO_CLIPS_PER_CLASS} clips per class)")
+    return write_demo_drums(audio_dir, clips_per_class=config.DEMO_CLIPS_PER_CLASS,
+                            sample_rate=config.SAMPLE_RATE, seed=config.SEED)
+
+
+def _skipped_text(skipped, limit=20):
+    lines = [f"\n  {item['file']}: {item['reason']}" for item in skipped[:limit]]
+    if len(skipped) > limit:
+        lines.append(f"\n  ... and {len(skipped) - limit} more (see report.json)")
+    return "".join(lines)
+
+
+def validate(config):
+    """Refuse settings that cannot work, with a message that says why."""
+    checks = [
+        (config.SAMPLE_RATE >= 1000, f"SAMPLE_RATE must be at least 1000 Hz, got {config.SAMPLE_RATE}"),
+        (config.DURATION > 0, f"DURATION must be positive (seconds), got {config.DURATION}"),
+        (config.FRAME_SIZE >= 16 and config.FRAME_SIZE % 2 == 0,
+         f"FRAME_SIZE must be an even number of samples >= 16, got {config.FRAME_SIZE}"),
+        (0 < config.HOP_LENGTH <= config.FRAME_SIZE,
+         f"HOP_LENGTH must be between 1 and FRAME_SIZE={config.FRAME_SIZE}, got {config.HOP_LENGTH}"),
+        (config.LONG_FILES in ("cut", "split"), f"LONG_FILES must be 'cut' or 'split', got {config.LONG_FILES!r}"),
+        (config.TOP_DB > 0, f"TOP_DB must be positive, got {config.TOP_DB}"),
+        (config.NUM_WORKERS >= 0, f"NUM_WORKERS must be >= 0, got {config.NUM_WORKERS}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise PipelineError(message)
+    if config.DURATION * config.SAMPLE_RATE < config.FRAME_SIZE:
+        raise PipelineError(f"DURATION={config.DURATION} s is shorter than one frame "
+                            f"({config.FRAME_SIZE} samples at {config.SAMPLE_RATE} Hz)")
+
+
+def load_spectrograms(spectrograms_dir, mmap=True):
+    """Read what preprocess.py wrote: (spectrograms array, clips list, params dict).
+
+    Raises PipelineError with a clear message when the folder is missing,
+    incomplete or from an incompatible version.
+    """
+    spectrograms_dir = Path(spectrograms_dir)
+    required = ["spectrograms.npy", "clips.json", "params.json"]
+    missing = [name for name in required if not (spectrograms_dir / name).exists()]
+    if missing:
+        raise PipelineError(f"{spectrograms_dir} has no {', '.join(missing)}: run preprocess.py first "
+                            f"(or pass --spectrograms_dir=PATH)")
+    params = read_json(spectrograms_dir / "params.json")
+    if params.get("format_version") != FORMAT_VERSION:
+        raise PipelineError(f"{spectrograms_dir} was written by an incompatible version "
+                            f"(format {params.get('format_version')}, expected {FORMAT_VERSION}): run preprocess.py again")
+    clips = read_json(spectrograms_dir / "clips.json")
+    spectrograms = np.load(spectrograms_dir / "spectrograms.npy", mmap_mode="r" if mmap else None)
+    expected = (len(clips), params["n_bins"], params["n_frames"])
+    if spectrograms.shape != expected:
+        raise PipelineError(f"{spectrograms_dir}/spectrograms.npy has shape {spectrograms.shape} but clips.json "
+                            f"and params.json describe {expected}: run preprocess.py again")
+    for clip in clips:
+        if "min" not in clip or "max" not in clip:
+            raise PipelineError(f"clips.json has no min/max entry for clip {clip.get('id')!r}: run preprocess.py again")
+    return spectrograms, clips, params
+
+
+def print_summary(report, params):
+    print(f"\n{report['clips_written']} clips written to spectrograms of shape "
+          f"({params['n_bins']}, {params['n_frames']}) "
+          f"({report['files_processed']} files processed in {report['seconds']:.1f} s, "
+          f"{report['files_reused']} unchanged files reused)")
+    if report["parameters_changed"]:
+        print(f"parameters changed since the last run ({', '.join(report['parameters_changed'])}): "
+              f"every file was processed again")
+    skipped = report["files_skipped"]
+    if skipped:
+        print(f"{len(skipped)} files skipped:" + _skipped_text(skipped))
+
+
+def main(argv=None):
+    config = configure(globals(), argv)
+    validate(config)
+    pipeline = PreprocessingPipeline(config)
+    report = pipeline.run()
+    print_summary(report, pipeline.params)
+    print(f"saved to {config.SPECTROGRAMS_DIR}/ (spectrograms.npy, clips.json, params.json, report.json)")
+    return report
+
+
+if __name__ == "__main__":
+    run_script(main)
