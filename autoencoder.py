@@ -115,7 +115,7 @@ class VAE(keras.Model):
             x = self._condition(x, label)
         mean = layers.Dense(self.latent_space_dim, name="mean")(x)
         log_variance = layers.Dense(self.latent_space_dim, name="log_variance")(x)
-        return keras.Model(inputs, [mean, log_variance], name="encoder")
+        return keras.Model(inputs if self.num_classes else spectrogram, [mean, log_variance], name="encoder")
 
     def _build_decoder(self):
         latent = keras.Input(shape=(self.latent_space_dim,), name="latent")
@@ -143,7 +143,7 @@ class VAE(keras.Model):
                 x = layers.BatchNormalization()(x)
         bins, frames, _ = self.input_shape_
         x = layers.Cropping2D(((0, padded_bins - bins), (0, padded_frames - frames)))(x)
-        return keras.Model(inputs, x, name="decoder")
+        return keras.Model(inputs if self.num_classes else latent, x, name="decoder")
 
     # --- training -----------------------------------------------------------------
 

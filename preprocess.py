@@ -63,14 +63,10 @@ class Loader:
         import librosa
         import soundfile as sf
 
-        try:
+        try:  # libsndfile: WAV (any bit depth, WAVE_EXTENSIBLE), FLAC, OGG, AIFF, MP3 and more
             signal, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
-        except Exception as sf_error:  # soundfile refuses it: let librosa try other decoders
-            try:
-                signal, file_rate = librosa.load(str(path), sr=None, mono=False)
-            except Exception:
-                raise ValueError(f"unreadable audio ({_first_line(sf_error)})") from None
-            signal = np.atleast_2d(signal).T
+        except Exception as error:
+            raise ValueError(f"unreadable audio ({_first_line(error)})") from None
         if signal.size == 0:
             raise ValueError("empty: no samples")
         signal = signal.mean(axis=1)

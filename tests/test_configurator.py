@@ -1,0 +1,66 @@
+"""Command-line overrides of the capitalised settings."""
+
+import pytest
+
+from configurator import ConfigError, configure
+
+SETTINGS = {"EPOCHS": 10, "LEARNING_RATE": 0.001, "AUDIO_DIR": "data/audio", "CONDITIONAL": False,
+            "CONV_FILTERS": [16, 32], "HOP_LENGTH": 128, "lowercase_is_not_a_setting": 1}
+
+
+def test_no_arguments_gives_the_defaults():
+    config = configure(SETTINGS, [])
+    assert config.EPOCHS == 10 and config.AUDIO_DIR == "data/audio"
+    assert not hasattr(config, "lowercase_is_not_a_setting")
+
+
+def test_overrides_are_parsed_to_the_type_of_the_default():
+    config = configure(SETTINGS, ["--epochs=5", "--learning_rate=1e-4", "--audio_dir=my sounds",
+                                  "--conditional=true", "--conv_filters=[8, 16, 32]"])
+    assert config.EPOCHS == 5
+    assert config.LEARNING_RATE == pytest.approx(1e-4)
+    assert config.AUDIO_DIR == "my sounds"
+    assert config.CONDITIONAL is True
+    assert config.CONV_FILTERS == [8, 16, 32]
+
+
+def test_an_int_is_accepted_for_a_float_setting():
+    assert configure(SETTINGS, ["--learning_rate=1"]).LEARNING_RATE == 1.0
+    assert isinstance(configure(SETTINGS, ["--learning_rate=1"]).LEARNING_RATE, float)
+
+
+def test_unknown_setting_is_refused_with_the_known_names():
+    with pytest.raises(ConfigError, match=r"unknown setting --epoch\b.*--epochs"):
+        configure(SETTINGS, ["--epoch=3"])
+
+
+def test_wrong_type_is_refused_naming_the_setting():
+    with pytest.raises(ConfigError, match=r"--epochs expects a value of type int.*'five'"):
+        configure(SETTINGS, ["--epochs=five"])
+    with pytest.raises(ConfigError, match=r"--conditional expects true or false"):
+        configure(SETTINGS, ["--conditional=maybe"])
+
+
+def test_argument_without_value_is_refused():
+    with pytest.raises(ConfigError, match="expected --name=value"):
+        configure(SETTINGS, ["--epochs"])
+
+
+def test_preset_applies_known_names_and_explicit_overrides_win():
+    config = configure(SETTINGS, ["--preset=tutorial", "--epochs=2"])
+    assert config.HOP_LENGTH == 256  # from the tutorial preset
+    assert config.LEARNING_RATE == pytest.approx(0.0005)
+    assert config.CONV_FILTERS == [512, 256, 128, 64, 32]
+    assert config.EPOCHS == 2
+    explicit = configure(SETTINGS, ["--hop_length=64", "--preset=tutorial"])
+    assert explicit.HOP_LENGTH == 64
+
+
+def test_unknown_preset_is_refused():
+    with pytest.raises(ConfigError, match="unknown preset 'fast'.*tutorial"):
+        configure(SETTINGS, ["--preset=fast"])
+
+
+def test_settings_are_not_modified_in_place():
+    configure(SETTINGS, ["--epochs=99"])
+    assert SETTINGS["EPOCHS"] == 10

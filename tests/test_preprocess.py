@@ -1,0 +1,182 @@
+"""Preprocessing: loading any format, spectrogram shape and dB range, normalisation, saving."""
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import preprocess
+from configurator import PipelineError, configure
+from conftest import tone
+from preprocess import (Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder, PreprocessingPipeline,
+                        load_spectrograms)
+
+
+def run_preprocess(audio_dir, spectrograms_dir, *extra):
+    config = configure(vars(preprocess), [f"--audio_dir={audio_dir}", f"--spectrograms_dir={spectrograms_dir}",
+                                          "--num_workers=1", *extra])
+    preprocess.validate(config)
+    return PreprocessingPipeline(config).run()
+
+
+@pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
+def test_loader_reads_every_wav_bit_depth_at_full_scale(tmp_path, subtype):
+    path = tmp_path / f"tone_{subtype}.wav"
+    original = tone(440, amplitude=0.5)
+    sf.write(path, original, 22050, subtype=subtype)
+    signal = Loader(22050).load(path)
+    assert signal.dtype == np.float32
+    np.testing.assert_allclose(signal, original, atol=1e-4 if subtype == "PCM_16" else 1e-6)
+
+
+def test_loader_mixes_stereo_to_mono(tmp_path):
+    left, right = tone(440, amplitude=0.4), np.zeros(11025, dtype=np.float32)
+    sf.write(tmp_path / "stereo.wav", np.stack([left, right], axis=1), 22050)
+    signal = Loader(22050).load(tmp_path / "stereo.wav")
+    assert signal.ndim == 1
+    np.testing.assert_allclose(signal, left / 2, atol=1e-4)
+
+
+@pytest.mark.parametrize("extension,fmt", [(".flac", "FLAC"), (".ogg", "OGG"), (".aiff", "AIFF")])
+def test_loader_reads_other_formats_and_resamples(tmp_path, extension, fmt):
+    path = tmp_path / ("tone" + extension)
+    sf.write(path, tone(440, seconds=0.5, sample_rate=44100), 44100, format=fmt)
+    signal = Loader(22050).load(path)
+    assert len(signal) == pytest.approx(11025, abs=2)
+    spectrum = np.abs(np.fft.rfft(signal))
+    assert np.fft.rfftfreq(len(signal), 1 / 22050)[np.argmax(spectrum)] == pytest.approx(440, abs=5)
+
+
+def test_loader_refuses_empty_and_garbage_files_with_a_reason(tmp_path):
+    sf.write(tmp_path / "empty.wav", np.zeros(0, dtype=np.float32), 22050)
+    (tmp_path / "garbage.wav").write_bytes(b"RIFF\x00\x00this is not audio")
+    with pytest.raises(ValueError, match="empty"):
+        Loader(22050).load(tmp_path / "empty.wav")
+    with pytest.raises(ValueError, match="unreadable audio"):
+        Loader(22050).load(tmp_path / "garbage.wav")
+
+
+def test_padder_pads_short_and_cuts_long_signals():
+    padder = Padder(100)
+    padded = padder.fix_length(np.ones(60, dtype=np.float32))
+    assert padded.shape == (100,) and padded[:60].sum() == 60 and padded[60:].sum() == 0
+    assert padder.fix_length(np.arange(250.0))[-1] == 99
+    pieces = padder.split(np.arange(250.0), max_clips=10)
+    assert [piece[0] for piece in pieces] == [0, 100, 200] and pieces[-1][50:].sum() == 0
+
+
+def test_log_spectrogram_has_half_frame_rows_and_the_expected_frames_and_peak():
+    extractor = LogSpectrogramExtractor(frame_size=512, hop_length=128, top_db=80.0)
+    t = np.arange(16317) / 22050
+    sine = np.sin(2 * np.pi * 1000.0 * t).astype(np.float32)  # full scale, 1 kHz
+    spectrogram_db = extractor.extract(sine)
+    assert spectrogram_db.shape == (256, 1 + 16317 // 128)
+    peak_row = np.argmax(spectrogram_db[:, 64])
+    assert peak_row == round(1000 / (22050 / 512))
+    # A full-scale sine through a Hann window of 512 samples peaks at 512 / 4 = 128 (42.1 dB).
+    assert spectrogram_db.max() == pytest.approx(20 * np.log10(128), abs=1.0)
+    assert spectrogram_db.max() - spectrogram_db.min() == pytest.approx(80.0, abs=1e-3)
+
+
+def test_min_max_normaliser_round_trip():
+    normaliser = MinMaxNormaliser(0.0, 1.0)
+    spectrogram_db = np.random.default_rng(0).uniform(-60, 20, size=(8, 5)).astype(np.float32)
+    normalised, low, high = normaliser.normalise(spectrogram_db)
+    assert normalised.min() == 0.0 and normalised.max() == 1.0
+    np.testing.assert_allclose(normaliser.denormalise(normalised, low, high), spectrogram_db, atol=1e-4)
+
+
+def test_normaliser_refuses_a_constant_spectrogram():
+    with pytest.raises(ValueError, match="constant spectrogram"):
+        MinMaxNormaliser().normalise(np.full((4, 4), -100.0))
+
+
+def test_pipeline_writes_spectrograms_min_max_and_parameters(audio_folder, tmp_path):
+    report = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    spectrograms, clips, params = load_spectrograms(tmp_path / "spectrograms")
+    assert report["clips_written"] == 6
+    assert spectrograms.shape == (6, params["n_bins"], params["n_frames"]) == (6, 256, 128)
+    assert spectrograms.min() >= 0.0 and spectrograms.max() <= 1.0
+    assert {clip["label"] for clip in clips} == {"low", "high"}
+    assert all(clip["max"] - clip["min"] == pytest.approx(80.0, abs=1e-2) for clip in clips)
+    assert params["hop_length"] == 128 and params["sample_rate"] == 22050
+    # Only safe formats: JSON that parses, an .npy that loads without pickle.
+    json.loads((tmp_path / "spectrograms" / "params.json").read_text())
+    np.load(tmp_path / "spectrograms" / "spectrograms.npy", allow_pickle=False)
+
+
+def test_low_tones_have_their_energy_in_low_rows(audio_folder, tmp_path):
+    run_preprocess(audio_folder, tmp_path / "spectrograms")
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    for spectrogram, clip in zip(spectrograms, clips):
+        frequency = float(clip["file"].split("_")[1].split(".")[0])
+        assert np.argmax(spectrogram[:, 5]) == pytest.approx(frequency / (22050 / 512), abs=1)
+
+
+def test_parallel_and_serial_runs_write_identical_arrays(audio_folder, tmp_path):
+    run_preprocess(audio_folder, tmp_path / "serial")
+    config = configure(vars(preprocess), [f"--audio_dir={audio_folder}", f"--spectrograms_dir={tmp_path / 'parallel'}",
+                                          "--num_workers=2"])
+    PreprocessingPipeline(config).run()
+    serial = np.load(tmp_path / "serial" / "spectrograms.npy")
+    parallel = np.load(tmp_path / "parallel" / "spectrograms.npy")
+    np.testing.assert_array_equal(serial, parallel)
+
+
+def test_bad_files_are_skipped_and_reported_by_name(audio_folder, tmp_path):
+    sf.write(audio_folder / "low" / "silent.wav", np.zeros(4000, dtype=np.float32), 22050)
+    sf.write(audio_folder / "low" / "empty.wav", np.zeros(0, dtype=np.float32), 22050)
+    (audio_folder / "low" / "broken.wav").write_bytes(b"RIFF$\x00\x00\x00WAVEfmt ")
+    (audio_folder / "low" / "notes.txt").write_text("not audio")
+    (audio_folder / "low" / ".DS_Store").write_bytes(b"\x00\x01")
+    report = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    reasons = {item["file"].rsplit("/", 1)[-1]: item["reason"] for item in report["files_skipped"]}
+    assert report["clips_written"] == 6
+    assert reasons["silent.wav"].startswith("silent")
+    assert reasons["empty.wav"].startswith("empty")
+    assert reasons["broken.wav"].startswith("unreadable audio")
+    assert "not an audio file" in reasons["notes.txt"]
+    assert reasons[".DS_Store"] == "hidden file"
+    spectrograms, _, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert np.all(np.isfinite(spectrograms))
+
+
+def test_rerun_reuses_unchanged_files_and_detects_changed_parameters(audio_folder, tmp_path):
+    first = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    again = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    assert (first["files_processed"], again["files_processed"], again["files_reused"]) == (6, 0, 6)
+    sf.write(audio_folder / "low" / "low_110.wav", tone(170), 22050)  # changed content
+    changed_file = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    assert (changed_file["files_processed"], changed_file["files_reused"]) == (1, 5)
+    changed_hop = run_preprocess(audio_folder, tmp_path / "spectrograms", "--hop_length=256")
+    assert changed_hop["parameters_changed"] == ["hop_length", "n_frames"]
+    assert changed_hop["files_processed"] == 6
+    _, _, params = load_spectrograms(tmp_path / "spectrograms")
+    assert params["n_frames"] == 1 + 16317 // 256
+
+
+def test_a_run_that_finds_nothing_usable_refuses_and_keeps_the_old_spectrograms(audio_folder, tmp_path):
+    run_preprocess(audio_folder, tmp_path / "spectrograms")
+    before = (tmp_path / "spectrograms" / "spectrograms.npy").read_bytes()
+    junk = tmp_path / "junk"
+    junk.mkdir()
+    (junk / "a.wav").write_bytes(b"garbage")
+    with pytest.raises(PipelineError, match=r"(?s)no usable audio found.*a\.wav: unreadable audio"):
+        run_preprocess(junk, tmp_path / "spectrograms")
+    assert (tmp_path / "spectrograms" / "spectrograms.npy").read_bytes() == before
+
+
+def test_missing_audio_dir_is_refused_clearly(tmp_path):
+    with pytest.raises(PipelineError, match="does not exist"):
+        run_preprocess(tmp_path / "nowhere", tmp_path / "spectrograms")
+
+
+def test_filename_labels_follow_the_fsdd_rule(tmp_path):
+    folder = tmp_path / "digits"
+    folder.mkdir()
+    for name in ("7_jackson_32.wav", "3_theo_0.wav"):
+        sf.write(folder / name, tone(300), 8000)
+    run_preprocess(folder, tmp_path / "spectrograms")
+    _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert [clip["label"] for clip in clips] == ["3", "7"]

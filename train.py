@@ -1,0 +1,381 @@
+"""Step 2: train the variational autoencoder on the spectrograms from preprocess.py.
+
+Everything generate.py needs is written into MODEL_DIR: the best model
+(``model.keras``), the spectrogram parameters (``params.json``), the settings,
+labels and loudness level used for new sounds (``training.json``) and the
+training curves (``history.csv``). Re-running the same command after a crash or
+Ctrl-C resumes from the last finished epoch.
+
+Run ``python train.py --help`` to list the settings; e.g. ``python train.py --epochs=5``.
+"""
+
+import csv
+import math
+import os
+import re
+import shutil
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from configurator import PipelineError, configure, run_script
+from fileio import atomic_write, read_json, write_json
+
+# I/O
+SPECTROGRAMS_DIR = "data/spectrograms"
+MODEL_DIR = "models/vae"
+# model
+CONV_FILTERS = [16, 32, 64, 128, 128]   # encoder; the decoder mirrors it
+CONV_KERNELS = [3, 3, 3, 3, 3]
+CONV_STRIDES = [2, 2, 2, 2, 2]          # an int or [frequency, time] per layer
+LATENT_SPACE_DIM = 32
+CONDITIONAL = False                     # True: learn one sound class per label (sub-folder or file name)
+# loss = RECONSTRUCTION_LOSS_WEIGHT * MSE + KL_WEIGHT * KL
+RECONSTRUCTION_LOSS_WEIGHT = 10000.0
+KL_WEIGHT = 1.0
+# optimiser
+LEARNING_RATE = 0.001                   # Adam
+BATCH_SIZE = 32
+EPOCHS = 150
+MAX_MINUTES = 0.0                       # stop after this much training time; 0 = no limit
+VALIDATION_FRACTION = 0.1               # clips held out (FSDD names: takes 0-4, its official test split)
+# system
+DISTRIBUTE = "none"                     # "none", "mirrored" (all GPUs of this machine), "multi_worker" (TF_CONFIG)
+SEED = 0
+RESUME = True                           # continue an interrupted run of the same settings in MODEL_DIR
+VERBOSE = 1                             # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
+
+TRAINING_FORMAT_VERSION = 1
+FSDD_NAME = re.compile(r"^(?P<digit>[^_/]+)_(?P<speaker>[^_/]+)_(?P<take>\d+)\.\w+$")
+
+
+class SpectrogramReader:
+    """Reads batches of rows from ``spectrograms.npy`` with plain file reads.
+
+    Memory stays flat however large the file is: rows are read when a batch
+    needs them and not kept (no memory map that grows with the pages touched).
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        mapped = np.load(self.path, mmap_mode="r")  # only to read the header: shape, type, data offset
+        if mapped.dtype != np.dtype("<f4") or not mapped.flags.c_contiguous:
+            raise PipelineError(f"{self.path} is not a float32 row-major array: run preprocess.py again")
+        self.shape, self.offset = mapped.shape, mapped.offset
+        del mapped
+        self.row_bytes = int(np.prod(self.shape[1:])) * 4
+
+    def __len__(self):
+        return self.shape[0]
+
+    def read(self, indices):
+        """Rows ``indices`` (sorted reads are fastest) as a float32 array (n, bins, frames)."""
+        batch = np.empty((len(indices),) + tuple(self.shape[1:]), dtype=np.float32)
+        with open(self.path, "rb", buffering=0) as file:
+            for position, index in enumerate(indices):
+                file.seek(self.offset + int(index) * self.row_bytes)
+                file.readinto(memoryview(batch[position]).cast("B"))
+        return batch
+
+
+def split_clips(clips, fraction, seed):
+    """Deterministic train/validation split of clip indices.
+
+    FSDD-style names use the dataset's official split (takes 0-4 held out);
+    otherwise a fixed ``fraction`` of source files is held out, chosen by a hash
+    of the file name, so adding files does not reshuffle the others and all
+    clips cut from one file stay on the same side.
+    """
+    if clips and all(FSDD_NAME.match(Path(clip["file"]).name) for clip in clips):
+        held_out = [int(FSDD_NAME.match(Path(clip["file"]).name)["take"]) < 5 for clip in clips]
+    else:
+        held_out = [(zlib.crc32(f"{seed}:{clip['file']}".encode()) % 10_000) < fraction * 10_000
+                    for clip in clips]
+    validation = np.flatnonzero(held_out)
+    train = np.flatnonzero(~np.asarray(held_out, dtype=bool))
+    if len(train) == 0:
+        raise PipelineError(f"no clips left for training out of {len(clips)}: lower VALIDATION_FRACTION")
+    return train, validation
+
+
+def make_dataset(reader, indices, labels, batch_size, shuffle, seed):
+    """A ``tf.data`` pipeline that streams (spectrograms[, labels]) batches from disk, prefetched."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(seed)
+    bins, frames = reader.shape[1:]
+
+    def batches():
+        order = rng.permutation(indices) if shuffle else np.asarray(indices)
+        for start in range(0, len(order), batch_size):
+            batch = np.sort(order[start:start + batch_size])
+            spectrograms = reader.read(batch)[..., np.newaxis]
+            yield (spectrograms, labels[batch]) if labels is not None else spectrograms
+
+    spectrogram_spec = tf.TensorSpec((None, bins, frames, 1), tf.float32)
+    signature = (spectrogram_spec, tf.TensorSpec((None, 1), tf.int32)) if labels is not None else spectrogram_spec
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(indices) // batch_size)))
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
+
+
+def choose_strategy(name):
+    """The tf.distribute strategy named by DISTRIBUTE."""
+    import tensorflow as tf
+
+    if name == "none":
+        return tf.distribute.get_strategy()
+    if name == "mirrored":
+        return tf.distribute.MirroredStrategy()
+    if name == "multi_worker":
+        if "TF_CONFIG" not in os.environ:
+            raise PipelineError("DISTRIBUTE=multi_worker needs the TF_CONFIG environment variable "
+                                "(see the README section 'Training on several machines')")
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    raise PipelineError(f"DISTRIBUTE must be none, mirrored or multi_worker, got {name!r}")
+
+
+def build_vae(config, input_shape, num_classes):
+    """A compiled VAE with the architecture and loss settings of ``config``."""
+    import keras
+
+    from autoencoder import VAE
+
+    vae = VAE(
+        input_shape=input_shape,
+        conv_filters=config.CONV_FILTERS,
+        conv_kernels=config.CONV_KERNELS,
+        conv_strides=config.CONV_STRIDES,
+        latent_space_dim=config.LATENT_SPACE_DIM,
+        reconstruction_loss_weight=config.RECONSTRUCTION_LOSS_WEIGHT,
+        kl_weight=config.KL_WEIGHT,
+        num_classes=num_classes,
+        seed=config.SEED,
+    )
+    vae.compile(optimizer=keras.optimizers.Adam(learning_rate=config.LEARNING_RATE))
+    return vae
+
+
+def generation_level(clips, train_indices):
+    """The dB range given to brand-new sounds: the median of the training clips' own ranges."""
+    maxima = np.array([clips[i]["max"] for i in train_indices])
+    minima = np.array([clips[i]["min"] for i in train_indices])
+    return {"min": float(np.median(minima)), "max": float(np.median(maxima))}
+
+
+class TrainingCheckpoint:
+    """Saves, atomically at every epoch end: the best model, a resumable state and history.csv.
+
+    Implemented as a Keras callback (see ``callback``); a crash at any moment
+    leaves the previous files intact, and re-running resumes from ``last.keras``.
+    """
+
+    def __init__(self, model_dir, run_settings):
+        self.model_dir = Path(model_dir)
+        self.state_dir = self.model_dir / "checkpoint"
+        self.run_settings = run_settings
+        self.history = []
+        self.best = math.inf
+        self.stopped_on_nan = None
+
+    def resume_state(self):
+        """(model path, state) of an interrupted run with the same settings, or None."""
+        state_path = self.state_dir / "state.json"
+        model_path = self.state_dir / "last.keras"
+        if not (state_path.exists() and model_path.exists()):
+            return None
+        state = read_json(state_path)
+        if state.get("run_settings") != self.run_settings:
+            return None
+        self.history = state["history"]
+        self.best = state["best"]
+        return model_path, state
+
+    def callback(self, chief=True):
+        import keras
+
+        checkpoint = self
+
+        class _Callback(keras.callbacks.Callback):
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch = epoch
+
+            def on_train_batch_end(self, batch, logs=None):
+                if not math.isfinite(float((logs or {}).get("loss", 0.0))):
+                    checkpoint.stopped_on_nan = self.epoch + 1
+                    self.model.stop_training = True
+
+            def on_epoch_end(self, epoch, logs=None):
+                checkpoint.on_epoch_end(self.model, epoch, logs or {}, chief)
+
+        return _Callback()
+
+    def on_epoch_end(self, model, epoch, logs, chief):
+        logs = {name: float(value) for name, value in logs.items()}
+        if self.stopped_on_nan or not all(math.isfinite(value) for value in logs.values()):
+            self.stopped_on_nan = epoch + 1
+            model.stop_training = True
+            return  # keep the last good files
+        self.history.append({"epoch": epoch + 1, **logs})
+        if not chief:
+            return
+        monitored = logs.get("val_loss", logs.get("loss"))
+        if monitored < self.best:
+            self.best = monitored
+            atomic_write(self.model_dir / "model.keras", model.save)
+        atomic_write(self.state_dir / "last.keras", model.save)
+        write_json(self.state_dir / "state.json", {
+            "epoch": epoch + 1, "best": self.best, "history": self.history, "run_settings": self.run_settings})
+        self.write_history()
+
+    def write_history(self):
+        names = list(dict.fromkeys(name for row in self.history for name in row))
+
+        def write(tmp_name):
+            with open(tmp_name, "w", newline="") as file:
+                writer = csv.DictWriter(file, fieldnames=names)
+                writer.writeheader()
+                writer.writerows(self.history)
+
+        atomic_write(self.model_dir / "history.csv", write)
+
+
+def time_limit_callback(max_minutes):
+    """Stop training at the end of the epoch that passes ``max_minutes`` of training."""
+    import keras
+
+    class TimeLimit(keras.callbacks.Callback):
+        def on_train_begin(self, logs=None):
+            self.started = time.perf_counter()
+
+        def on_epoch_end(self, epoch, logs=None):
+            if time.perf_counter() - self.started > max_minutes * 60:
+                print(f"\nMAX_MINUTES={max_minutes} reached after epoch {epoch + 1}: stopping")
+                self.model.stop_training = True
+
+    return TimeLimit()
+
+
+def validate(config):
+    checks = [
+        (config.EPOCHS >= 1, f"EPOCHS must be at least 1, got {config.EPOCHS}"),
+        (config.BATCH_SIZE >= 1, f"BATCH_SIZE must be at least 1, got {config.BATCH_SIZE}"),
+        (config.LEARNING_RATE > 0, f"LEARNING_RATE must be positive, got {config.LEARNING_RATE}"),
+        (config.LATENT_SPACE_DIM >= 1, f"LATENT_SPACE_DIM must be at least 1, got {config.LATENT_SPACE_DIM}"),
+        (0 <= config.VALIDATION_FRACTION < 1, f"VALIDATION_FRACTION must be in [0, 1), got {config.VALIDATION_FRACTION}"),
+        (len(config.CONV_FILTERS) == len(config.CONV_KERNELS) == len(config.CONV_STRIDES),
+         "CONV_FILTERS, CONV_KERNELS and CONV_STRIDES must have one entry per layer, got "
+         f"{len(config.CONV_FILTERS)}, {len(config.CONV_KERNELS)} and {len(config.CONV_STRIDES)}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise PipelineError(message)
+
+
+def main(argv=None):
+    config = configure(globals(), argv)
+    validate(config)
+    from preprocess import load_spectrograms
+
+    spectrograms, clips, params = load_spectrograms(config.SPECTROGRAMS_DIR)
+    del spectrograms  # training reads rows from disk batch by batch
+    reader = SpectrogramReader(Path(config.SPECTROGRAMS_DIR) / "spectrograms.npy")
+    train_indices, validation_indices = split_clips(clips, config.VALIDATION_FRACTION, config.SEED)
+
+    label_names, labels = [], None
+    if config.CONDITIONAL:
+        if any(clip.get("label") is None for clip in clips):
+            raise PipelineError("CONDITIONAL=True needs a label for every clip: put each class in its own "
+                                "sub-folder of the audio folder (kick/, snare/...) or use FSDD-style names, "
+                                "then run preprocess.py again")
+        label_names = sorted({clip["label"] for clip in clips}, key=_natural_key)
+        labels = np.array([[label_names.index(clip["label"])] for clip in clips], dtype=np.int32)
+
+    import keras
+
+    keras.utils.set_random_seed(config.SEED)
+    strategy = choose_strategy(config.DISTRIBUTE)
+    replicas = strategy.num_replicas_in_sync
+    global_batch = config.BATCH_SIZE * replicas
+    model_dir = Path(config.MODEL_DIR)
+    run_settings = {name: value for name, value in vars(config).items()
+                    if name not in ("EPOCHS", "MAX_MINUTES", "VERBOSE", "RESUME")}
+    run_settings["spectrograms"] = params
+    checkpoint = TrainingCheckpoint(model_dir, run_settings)
+    resumed = checkpoint.resume_state() if config.RESUME else None
+    input_shape = (params["n_bins"], params["n_frames"], 1)
+
+    with strategy.scope():
+        if resumed:
+            model_path, state = resumed
+            vae = keras.saving.load_model(model_path, safe_mode=True)
+            initial_epoch = state["epoch"]
+            print(f"resuming the interrupted run in {model_dir} after epoch {initial_epoch}")
+        else:
+            if (model_dir / "model.keras").exists():
+                print(f"{model_dir} already holds a model from other settings: it is replaced when the "
+                      f"first epoch of this run ends (use --model_dir=... to keep it)")
+            vae = build_vae(config, input_shape, len(label_names))
+            initial_epoch = 0
+    if config.VERBOSE:
+        vae.summary_all()
+
+    # Write what generate.py needs before training, so even an interrupted run is usable.
+    write_json(model_dir / "params.json", params)
+    write_json(model_dir / "training.json", {
+        "format_version": TRAINING_FORMAT_VERSION,
+        "settings": vars(config),
+        "label_names": label_names,
+        "generation_level_db": generation_level(clips, train_indices),
+        "train_clips": len(train_indices),
+        "validation_clips": len(validation_indices),
+        "validation_ids": [clips[i]["id"] for i in validation_indices],
+    })
+
+    train_data = make_dataset(reader, train_indices, labels, global_batch, shuffle=True, seed=config.SEED)
+    validation_data = (make_dataset(reader, validation_indices, labels, global_batch, shuffle=False, seed=0)
+                       if len(validation_indices) else None)
+    chief = _is_chief(strategy)
+    callbacks = [checkpoint.callback(chief)]
+    if config.MAX_MINUTES > 0:
+        callbacks.append(time_limit_callback(config.MAX_MINUTES))
+    print(f"training on {len(train_indices)} clips, validating on {len(validation_indices)}, "
+          f"{replicas} replica(s), batch {global_batch}, spectrograms {input_shape[:2]}")
+    started = time.perf_counter()
+    if initial_epoch < config.EPOCHS:
+        vae.fit(train_data, validation_data=validation_data, epochs=config.EPOCHS,
+                initial_epoch=initial_epoch, callbacks=callbacks, verbose=config.VERBOSE,
+                shuffle=False)  # the dataset shuffles itself, every epoch
+    seconds = time.perf_counter() - started
+
+    if checkpoint.stopped_on_nan:
+        print(f"\nerror: the loss became NaN or infinite in epoch {checkpoint.stopped_on_nan}; training stopped. "
+              f"The last good model is kept in {model_dir}/model.keras. Try a lower --learning_rate.")
+        raise SystemExit(3)
+    if chief:
+        shutil.rmtree(checkpoint.state_dir, ignore_errors=True)  # finished: nothing left to resume
+    last = checkpoint.history[-1] if checkpoint.history else {}
+    summary = ", ".join(f"{name} {value:.5g}" for name, value in last.items() if name != "epoch")
+    print(f"\ntrained {len(checkpoint.history)} epochs in {seconds / 60:.1f} min; last epoch: {summary}")
+    print(f"best model saved to {model_dir}/model.keras (history in {model_dir}/history.csv)")
+    return checkpoint.history
+
+
+def _is_chief(strategy):
+    """Only one worker writes files in multi-worker training."""
+    resolver = getattr(strategy, "cluster_resolver", None)
+    if resolver is None or not getattr(resolver, "task_type", None):
+        return True
+    return resolver.task_type in ("chief", None) or (resolver.task_type == "worker" and resolver.task_id == 0)
+
+
+def _natural_key(text):
+    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
+
+
+if __name__ == "__main__":
+    run_script(main)
