@@ -274,14 +274,17 @@ class VAE(keras.Model):
         return super().save(filepath, *args, **kwargs)
 
     @classmethod
-    def load(cls, path):
-        """Load a model saved by ``save`` (a ``.keras`` file or its folder), in Keras' safe mode."""
+    def load(cls, path, compile=False):
+        """Load a model saved by ``save`` (a ``.keras`` file or its folder), in Keras' safe mode.
+
+        ``compile=True`` also restores the optimizer and its state, to resume training.
+        """
         path = Path(path)
         if path.is_dir():
             path = path / MODEL_FILE
         if not path.exists():
             raise FileNotFoundError(f"no model at {path}: train one with train.py first")
-        return keras.saving.load_model(path, safe_mode=True, compile=False)
+        return keras.saving.load_model(path, safe_mode=True, compile=compile)
 
 
 def _with_channel(spectrograms):

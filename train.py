@@ -43,6 +43,7 @@ MAX_MINUTES = 0.0                       # stop after this much training time; 0 
 VALIDATION_FRACTION = 0.1               # clips held out (FSDD names: takes 0-4, its official test split)
 # system
 DISTRIBUTE = "none"                     # "none", "mirrored" (all GPUs of this machine), "multi_worker" (TF_CONFIG)
+CPU_REPLICAS = 0                        # >1: split the CPU into this many devices (to try "mirrored" without GPUs)
 SEED = 0
 RESUME = True                           # continue an interrupted run of the same settings in MODEL_DIR
 VERBOSE = 1                             # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
@@ -123,14 +124,23 @@ def make_dataset(reader, indices, labels, batch_size, shuffle, seed):
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
 
 
-def choose_strategy(name):
-    """The tf.distribute strategy named by DISTRIBUTE."""
+def choose_strategy(name, cpu_replicas=0):
+    """The tf.distribute strategy named by DISTRIBUTE.
+
+    "mirrored" uses every GPU of this machine; without GPUs, ``cpu_replicas`` > 1
+    splits the CPU into that many logical devices, which exercises the same code.
+    """
     import tensorflow as tf
 
+    if cpu_replicas > 1:
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
     if name == "none":
         return tf.distribute.get_strategy()
     if name == "mirrored":
-        return tf.distribute.MirroredStrategy()
+        gpus = tf.config.list_logical_devices("GPU")
+        devices = [device.name for device in gpus or tf.config.list_logical_devices("CPU")]
+        return tf.distribute.MirroredStrategy(devices)
     if name == "multi_worker":
         if "TF_CONFIG" not in os.environ:
             raise PipelineError("DISTRIBUTE=multi_worker needs the TF_CONFIG environment variable "
@@ -298,7 +308,7 @@ def main(argv=None):
     import keras
 
     keras.utils.set_random_seed(config.SEED)
-    strategy = choose_strategy(config.DISTRIBUTE)
+    strategy = choose_strategy(config.DISTRIBUTE, config.CPU_REPLICAS)
     replicas = strategy.num_replicas_in_sync
     global_batch = config.BATCH_SIZE * replicas
     model_dir = Path(config.MODEL_DIR)
@@ -312,7 +322,9 @@ def main(argv=None):
     with strategy.scope():
         if resumed:
             model_path, state = resumed
-            vae = keras.saving.load_model(model_path, safe_mode=True)
+            from autoencoder import VAE
+
+            vae = VAE.load(model_path, compile=True)
             initial_epoch = state["epoch"]
             print(f"resuming the interrupted run in {model_dir} after epoch {initial_epoch}")
         else:
