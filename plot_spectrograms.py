@@ -1,0 +1,580 @@
+"""Step 4: draw the pictures a person wants to look at after training and generating.
+
+Into PLOTS_DIR (each figure is skipped, with a one-line message, when its source
+is missing):
+
+- ``comparison.png``: original | reconstructed spectrogram of the clips that
+  generate.py wrote to OUTPUT_DIR/original/ and OUTPUT_DIR/reconstructed/;
+- ``generated.png``: the spectrograms of the brand-new sounds in OUTPUT_DIR/generated/;
+- ``training_curves.png``: total, reconstruction (MSE) and KL loss per epoch, from
+  MODEL_DIR/history.csv, training and validation;
+- ``latent_map.png``: every clip of SPECTROGRAMS_DIR encoded by the model, its
+  latent mean projected to 2-D with PCA, coloured by label; held-out clips marked;
+- ``latent_grid.png``: spectrograms decoded on a grid along the two main PCA
+  directions of the latent space.
+
+The spectrograms of WAV files are computed with the model's own frame size and
+hop length, read from MODEL_DIR/params.json; nothing is typed twice.
+Run ``python plot_spectrograms.py --help`` to list the settings.
+"""
+
+import csv
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no window: works on servers and in tests
+
+import numpy as np
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+
+from configurator import PipelineError, configure, run_script
+from fileio import read_json
+
+# I/O
+MODEL_DIR = "models/vae"
+SPECTROGRAMS_DIR = "data/spectrograms"  # clips for the latent map
+OUTPUT_DIR = "samples"                  # where generate.py wrote its WAV files
+PLOTS_DIR = "samples/plots"
+# figures
+MAX_PER_FIGURE = 6                      # rows of comparison.png; generated.png shows twice as many
+DPI = 110                               # pixels per inch of the PNG files
+FREQUENCY_AXIS = "linear"               # "linear" or "log" (Hz either way; log shows low drums better)
+LATENT_GRID_SIZE = 5                    # latent_grid.png has this many rows and columns
+LATENT_GRID_SPAN = 2.0                  # its edges are this many standard deviations from the centre
+MAX_MAP_CLIPS = 5000                    # the latent map encodes at most this many clips (evenly spread)
+
+GENERATED_COLUMNS = 4
+PANEL_SIZE = (4.0, 2.3)                 # inches per spectrogram panel (width, height)
+FIGURE_STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
+                "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8,
+                "figure.titlesize": 11}
+LOSS_PANELS = [                         # (history.csv column, panel title)
+    ("loss", "total loss"),
+    ("reconstruction_loss", "reconstruction loss (MSE)"),
+    ("kl_loss", "KL divergence"),
+]
+
+
+# --- spectrograms of audio files ------------------------------------------------
+
+def log_spectrogram_db(signal, frame_size, hop_length):
+    """Log-magnitude STFT of a signal in dB relative to its loudest bin (0 dB at the top).
+
+    Parameters
+    ----------
+    signal : numpy.ndarray
+        Mono audio samples.
+    frame_size, hop_length : int
+        STFT window and hop, in samples (the model's ``params.json`` values).
+
+    Returns
+    -------
+    numpy.ndarray
+        (frame_size // 2 + 1, frames) dB values, at most 0, at least -80.
+    """
+    import librosa
+
+    magnitude = np.abs(librosa.stft(np.asarray(signal, dtype=np.float32), n_fft=frame_size,
+                                    hop_length=hop_length))
+    if not np.any(magnitude):  # a silent file: an even floor instead of a division by zero
+        return np.full(magnitude.shape, -80.0, dtype=np.float32)
+    return librosa.amplitude_to_db(magnitude, ref=np.max)
+
+
+def wav_spectrogram_db(path, params):
+    """Read a WAV file at the model's sample rate and return ``log_spectrogram_db`` of it."""
+    import librosa
+
+    signal, _ = librosa.load(str(path), sr=params["sample_rate"], mono=True)
+    return log_spectrogram_db(signal, params["frame_size"], params["hop_length"])
+
+
+# --- drawing helpers ------------------------------------------------------------------
+
+def show_spectrogram(axes, spectrogram_db, params, vmin, vmax, frequency_axis=FREQUENCY_AXIS):
+    """Draw one dB spectrogram on ``axes`` with time in seconds and frequency in Hz."""
+    import librosa
+    from librosa.display import specshow
+
+    # The model's spectrograms lack the Nyquist row: give the bins' own frequencies.
+    frequencies = librosa.fft_frequencies(sr=params["sample_rate"], n_fft=params["frame_size"])
+    image = specshow(spectrogram_db, ax=axes, sr=params["sample_rate"], n_fft=params["frame_size"],
+                     hop_length=params["hop_length"], x_axis="time", y_axis=frequency_axis,
+                     y_coords=frequencies[:len(spectrogram_db)], vmin=vmin, vmax=vmax, cmap="magma")
+    axes.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
+    axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # seconds, without trailing zeros
+    axes.set_xlabel("time (s)")
+    axes.set_ylabel("frequency (Hz)")
+    return image
+
+
+def spectrogram_grid(spectrograms_db, titles, params, columns, vmin, vmax, colour_bar_label,
+                     frequency_axis=FREQUENCY_AXIS, suptitle=None, panel_size=PANEL_SIZE):
+    """A figure with one panel per spectrogram, shared axes and one colour bar.
+
+    Only the outer panels keep their tick labels and axis names, so the grid stays readable.
+    """
+    rows = -(-len(spectrograms_db) // columns)
+    width, height = panel_size
+    figure = Figure(figsize=(columns * width + 1.2, rows * height + (0.9 if suptitle else 0.5)),
+                    layout="constrained")
+    axes_grid = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
+    image = None
+    for axes, spectrogram_db, title in zip(axes_grid.flat, spectrograms_db, titles):
+        image = show_spectrogram(axes, spectrogram_db, params, vmin, vmax, frequency_axis)
+        axes.set_title(title)
+    for axes in axes_grid.flat[len(spectrograms_db):]:
+        axes.set_axis_off()  # the unused panels of the last row
+    # Axis names and tick labels only on the left column and above an empty space.
+    for index, axes in enumerate(axes_grid.flat[:len(spectrograms_db)]):
+        below_is_empty = index + columns >= len(spectrograms_db)
+        axes.tick_params(labelbottom=below_is_empty, labelleft=index % columns == 0)
+        if not below_is_empty:
+            axes.set_xlabel("")
+        if index % columns:
+            axes.set_ylabel("")
+    figure.colorbar(image, ax=axes_grid.ravel().tolist(), format="%+.0f dB", label=colour_bar_label,
+                    shrink=min(1.0, 0.5 + 0.1 * rows))
+    if suptitle:
+        figure.suptitle(suptitle)
+    return figure
+
+
+def save_figure(figure, path, dpi=DPI):
+    """Write ``figure`` as a PNG of exactly (width x height inches) * dpi pixels; return the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=dpi, facecolor="white")
+    return path
+
+
+# --- the figures ------------------------------------------------------------------------
+
+def plot_comparison(original_paths, reconstructed_paths, params, frequency_axis=FREQUENCY_AXIS):
+    """Original | reconstructed spectrograms, one row per clip, from the WAV files.
+
+    Parameters
+    ----------
+    original_paths, reconstructed_paths : list of path-like
+        WAV files, in pairs (the same clip on the same row).
+    params : dict
+        The model's spectrogram parameters (sample_rate, frame_size, hop_length).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if len(original_paths) != len(reconstructed_paths) or not original_paths:
+        raise ValueError(f"need pairs of files, got {len(original_paths)} originals "
+                         f"and {len(reconstructed_paths)} reconstructions")
+    spectrograms_db, titles = [], []
+    for original, reconstructed in zip(original_paths, reconstructed_paths):
+        spectrograms_db += [wav_spectrogram_db(original, params), wav_spectrogram_db(reconstructed, params)]
+        titles += [f"original: {Path(original).stem}", f"reconstructed: {Path(reconstructed).stem}"]
+    with matplotlib.rc_context(FIGURE_STYLE):
+        return spectrogram_grid(spectrograms_db, titles, params, columns=2, vmin=-80, vmax=0,
+                                colour_bar_label="dB relative to the clip's peak",
+                                frequency_axis=frequency_axis,
+                                suptitle="Held-out clips and their reconstructions")
+
+
+def plot_generated(paths, params, frequency_axis=FREQUENCY_AXIS):
+    """Spectrograms of generated WAV files in a grid, titled with their file names.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    if not paths:
+        raise ValueError("no generated files to plot")
+    spectrograms_db = [wav_spectrogram_db(path, params) for path in paths]
+    titles = [Path(path).stem for path in paths]
+    with matplotlib.rc_context(FIGURE_STYLE):
+        return spectrogram_grid(spectrograms_db, titles, params, columns=min(GENERATED_COLUMNS, len(paths)),
+                                vmin=-80, vmax=0, colour_bar_label="dB relative to the sound's peak",
+                                frequency_axis=frequency_axis, suptitle="Generated sounds")
+
+
+def read_history(history_csv):
+    """history.csv as a dict column -> float array (missing values are NaN)."""
+    with open(history_csv, newline="") as file:
+        rows = list(csv.DictReader(file))
+    columns = {}
+    for name in (rows[0].keys() if rows else []):
+        columns[name] = np.array([float(row[name]) if row.get(name) not in (None, "") else np.nan
+                                  for row in rows])
+    return columns
+
+
+def plot_training_curves(history_csv, path=None, dpi=DPI):
+    """Total, reconstruction and KL loss against epoch: training solid, validation dashed.
+
+    Panels whose columns are missing from the file are left out; a loss panel
+    whose values are all positive gets a logarithmic y-axis.
+
+    Parameters
+    ----------
+    history_csv : path-like
+        The file train.py writes (columns epoch, loss, reconstruction_loss, kl_loss
+        and their ``val_`` versions).
+    path : path-like, optional
+        Where to save the figure as PNG.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    ValueError
+        When the file has none of the loss columns.
+    """
+    history = read_history(history_csv)
+    panels = [(column, title) for column, title in LOSS_PANELS
+              if column in history or "val_" + column in history]
+    if not panels:
+        raise ValueError(f"{history_csv} has none of the columns {', '.join(c for c, _ in LOSS_PANELS)}")
+    any_column = history[panels[0][0]] if panels[0][0] in history else history["val_" + panels[0][0]]
+    epochs = history.get("epoch", np.arange(1, len(any_column) + 1))
+    marker = "o" if len(epochs) <= 30 else None  # a few epochs: show the points themselves
+
+    with matplotlib.rc_context(FIGURE_STYLE):
+        figure = Figure(figsize=(4.0 * len(panels), 3.4), layout="constrained")
+        axes_row = figure.subplots(1, len(panels), squeeze=False)[0]
+        for axes, (column, title) in zip(axes_row, panels):
+            plotted = []
+            for name, label, style in ((column, "training", "-"), ("val_" + column, "validation", "--")):
+                if name in history:
+                    axes.plot(epochs, history[name], style, marker=marker, markersize=3, label=label)
+                    plotted.append(history[name])
+            values = np.concatenate(plotted)
+            values = values[np.isfinite(values)]
+            if values.size and np.all(values > 0):
+                axes.set_yscale("log")
+            axes.set_title(title)
+            axes.set_xlabel("epoch")
+            axes.xaxis.set_major_locator(MaxNLocator(integer=True))
+            axes.grid(True, which="major", alpha=0.3)
+            axes.legend()
+        figure.suptitle("Training curves")
+    if path is not None:
+        save_figure(figure, path, dpi)
+    return figure
+
+
+def latent_pca(means, n_components=2):
+    """Project latent vectors onto their main directions (principal component analysis).
+
+    Parameters
+    ----------
+    means : numpy.ndarray
+        (clips, latent_dim) latent means.
+    n_components : int
+        Number of directions to keep; fewer are returned when the data has fewer
+        dimensions or clips.
+
+    Returns
+    -------
+    projected : numpy.ndarray
+        (clips, n_components) coordinates along the directions.
+    components : numpy.ndarray
+        (n_components, latent_dim) unit directions, most important first; each is
+        signed so that its largest coefficient is positive (reproducible signs).
+    explained_variance_ratio : numpy.ndarray
+        (n_components,) share of the total variance along each direction.
+
+    Examples
+    --------
+    >>> t = np.linspace(-1, 1, 50)[:, None]
+    >>> projected, components, ratio = latent_pca(t * [[3.0, 4.0, 0.0]])
+    >>> bool(ratio[0] > 0.99)
+    True
+    """
+    means = np.asarray(means, dtype=np.float64)
+    if means.ndim != 2 or len(means) == 0:
+        raise ValueError(f"means must be a non-empty (clips, latent_dim) array, got shape {means.shape}")
+    centred = means - means.mean(axis=0)
+    _, singular_values, directions = np.linalg.svd(centred, full_matrices=False)
+    n_components = min(n_components, len(singular_values))
+    components = directions[:n_components]
+    largest = np.argmax(np.abs(components), axis=1)
+    components = components * np.sign(components[np.arange(n_components), largest])[:, None]
+    variances = singular_values ** 2
+    total = variances.sum()
+    explained_variance_ratio = variances[:n_components] / total if total > 0 else np.zeros(n_components)
+    return centred @ components.T, components, explained_variance_ratio
+
+
+def latent_grid_points(means, grid_size=LATENT_GRID_SIZE, span=LATENT_GRID_SPAN):
+    """Latent vectors on a grid along the two main PCA directions of ``means``.
+
+    The centre is the mean latent vector; columns move along the first direction,
+    rows along the second (top row = positive), from ``-span`` to ``+span``
+    standard deviations of the clips along that direction.
+
+    Returns
+    -------
+    latents : numpy.ndarray
+        (grid_size, grid_size, latent_dim).
+    offsets : numpy.ndarray
+        (grid_size,) the steps in standard deviations, e.g. [-2, -1, 0, 1, 2].
+    """
+    means = np.asarray(means, dtype=np.float64)
+    projected, components, _ = latent_pca(means)
+    if len(components) < 2:  # a 1-D latent space (or one clip): the second direction is empty
+        components = np.vstack([components, np.zeros((2 - len(components), means.shape[1]))])
+        projected = np.hstack([projected, np.zeros((len(projected), 2 - projected.shape[1]))])
+    deviations = projected.std(axis=0)
+    offsets = np.linspace(-span, span, grid_size)
+    column_steps = offsets[None, :, None] * deviations[0] * components[0]
+    row_steps = offsets[::-1, None, None] * deviations[1] * components[1]
+    return means.mean(axis=0) + column_steps + row_steps, offsets
+
+
+def group_names(clips):
+    """Colour group of each clip: its label, else the top-level folder of its file, else "(none)"."""
+    names = []
+    for clip in clips:
+        if clip.get("label") is not None:
+            names.append(str(clip["label"]))
+        else:
+            parts = Path(clip["file"]).parts
+            names.append(parts[0] if len(parts) > 1 else "(none)")
+    return names
+
+
+def plot_latent_map(projected, explained_variance_ratio, groups, held_out):
+    """Scatter of the 2-D projected latent means, coloured by group, held-out clips as triangles.
+
+    Parameters
+    ----------
+    projected : numpy.ndarray
+        (clips, 2) coordinates from ``latent_pca``.
+    explained_variance_ratio : sequence of float
+        Share of the variance along each axis, shown in the axis labels.
+    groups : list of str
+        Colour group (label) of each clip.
+    held_out : numpy.ndarray of bool
+        True for clips the model did not train on.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    projected = np.asarray(projected, dtype=np.float64)
+    if projected.shape[1] < 2:
+        projected = np.hstack([projected, np.zeros((len(projected), 2 - projected.shape[1]))])
+    held_out = np.asarray(held_out, dtype=bool)
+    names = sorted(set(groups), key=str)
+    colours = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20" if len(names) <= 20 else "turbo"]
+    size = 28 if len(projected) <= 500 else 10
+    with matplotlib.rc_context(FIGURE_STYLE):
+        figure = Figure(figsize=(7.5, 6.0), layout="constrained")
+        axes = figure.subplots()
+        for index, name in enumerate(names):
+            colour = colours(index / max(len(names) - 1, 1)) if len(names) > 20 else colours(index)
+            in_group = np.array([group == name for group in groups])
+            axes.scatter(*projected[in_group & ~held_out, :2].T, s=size, color=colour, marker="o",
+                         alpha=0.75, linewidths=0, label=name)
+            axes.scatter(*projected[in_group & held_out, :2].T, s=size * 1.8, color=colour, marker="^",
+                         edgecolors="black", linewidths=0.6)
+        ratios = list(explained_variance_ratio) + [0.0] * (2 - len(explained_variance_ratio))
+        axes.set_xlabel(f"PC 1 ({100 * ratios[0]:.1f}% of the variance)")
+        axes.set_ylabel(f"PC 2 ({100 * ratios[1]:.1f}% of the variance)")
+        axes.set_title(f"Latent means of {len(projected)} clips, PCA projection")
+        axes.grid(True, alpha=0.3)
+        label_legend = axes.legend(title="label", loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                                   ncol=1 if len(names) <= 20 else 2)
+        axes.add_artist(label_legend)
+        markers = [Line2D([], [], marker="o", linestyle="", color="grey", label="training clip"),
+                   Line2D([], [], marker="^", linestyle="", color="grey", markeredgecolor="black",
+                          label="held-out clip")]
+        axes.legend(handles=markers, loc="lower left", bbox_to_anchor=(1.01, 0.0))
+    return figure
+
+
+def plot_latent_grid(vae, means, params, generation_level_db, label_index=None, label_name="",
+                     grid_size=LATENT_GRID_SIZE, span=LATENT_GRID_SPAN, frequency_axis=FREQUENCY_AXIS):
+    """Spectrograms decoded on a grid along the two main PCA directions of the latent means.
+
+    Parameters
+    ----------
+    vae : autoencoder.VAE
+    means : numpy.ndarray
+        (clips, latent_dim) latent means of the dataset.
+    params : dict
+        The model's spectrogram parameters.
+    generation_level_db : dict
+        {"min", "max"} dB range that turns the decoder's [0, 1] output into dB
+        (training.json's ``generation_level_db``).
+    label_index : int, optional
+        The class to decode with, for a conditional model.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    latents, offsets = latent_grid_points(means, grid_size, span)
+    labels = None if label_index is None else np.full(grid_size * grid_size, label_index)
+    decoded = vae.decode(latents.reshape(-1, latents.shape[-1]).astype(np.float32), labels)[..., 0]
+    low, high = generation_level_db["min"], generation_level_db["max"]
+    spectrograms_db = decoded * (high - low) + low
+    # Column titles on the top row only, row names with the frequency axis of the left column.
+    titles = [f"PC 1 {column:+g}σ" for column in offsets] + [""] * (grid_size * (grid_size - 1))
+    heading = "Decoded from the mean latent vector moved along the two main PCA directions"
+    if label_name:
+        heading += f" (label {label_name!r})"
+    with matplotlib.rc_context(FIGURE_STYLE):
+        figure = spectrogram_grid(list(spectrograms_db), titles, params, columns=grid_size, vmin=low, vmax=high,
+                                  colour_bar_label="dB", frequency_axis=frequency_axis, suptitle=heading,
+                                  panel_size=(2.6, 1.6))
+        for axes, row in zip(figure.axes[::grid_size], offsets[::-1]):
+            axes.set_ylabel(f"PC 2 {row:+g}σ\nfrequency (Hz)")
+    return figure
+
+
+# --- finding the inputs ------------------------------------------------------------------
+
+def generated_files(output_dir):
+    """(generated paths, original paths, reconstructed paths) written by generate.py that exist.
+
+    Uses the lists in generation.json when there is one, else the folders' WAV files;
+    originals and reconstructions are paired by file name.
+    """
+    output_dir = Path(output_dir)
+    listing = output_dir / "generation.json"
+    if listing.exists():
+        files = read_json(listing).get("files", {})
+        found = {kind: [output_dir / name for name in files.get(kind, [])] for kind in
+                 ("generated", "original", "reconstructed")}
+    else:
+        found = {kind: sorted((output_dir / kind).glob("*.wav")) for kind in ("generated", "original", "reconstructed")}
+    found = {kind: [path for path in paths if path.exists()] for kind, paths in found.items()}
+    originals = {path.name: path for path in found["original"]}
+    reconstructed = [path for path in found["reconstructed"] if path.name in originals]
+    return found["generated"], [originals[path.name] for path in reconstructed], reconstructed
+
+
+def encode_clips(vae, spectrograms, clip_indices, labels=None, chunk=256):
+    """Latent means of the rows ``clip_indices`` of a (memory-mapped) spectrogram array, chunk by chunk."""
+    means = []
+    for start in range(0, len(clip_indices), chunk):
+        rows = clip_indices[start:start + chunk]
+        batch_labels = None if labels is None else labels[start:start + chunk]
+        mean, _ = vae.encode(np.asarray(spectrograms[rows]), batch_labels)
+        means.append(mean)
+    return np.concatenate(means)
+
+
+def validate(config):
+    checks = [
+        (config.MAX_PER_FIGURE >= 1, f"MAX_PER_FIGURE must be at least 1, got {config.MAX_PER_FIGURE}"),
+        (10 <= config.DPI <= 1000, f"DPI must be between 10 and 1000, got {config.DPI}"),
+        (config.FREQUENCY_AXIS in ("linear", "log"),
+         f"FREQUENCY_AXIS must be 'linear' or 'log', got {config.FREQUENCY_AXIS!r}"),
+        (config.LATENT_GRID_SIZE >= 2, f"LATENT_GRID_SIZE must be at least 2, got {config.LATENT_GRID_SIZE}"),
+        (config.LATENT_GRID_SPAN > 0, f"LATENT_GRID_SPAN must be positive, got {config.LATENT_GRID_SPAN}"),
+        (config.MAX_MAP_CLIPS >= 2, f"MAX_MAP_CLIPS must be at least 2, got {config.MAX_MAP_CLIPS}"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise PipelineError(message)
+
+
+def main(argv=None):
+    config = configure(globals(), argv)
+    validate(config)
+    model_dir, output_dir, plots_dir = Path(config.MODEL_DIR), Path(config.OUTPUT_DIR), Path(config.PLOTS_DIR)
+    written = []
+
+    def skip(figure_name, missing, hint):
+        print(f"skipping {figure_name}: {missing} not found ({hint})")
+
+    def save(figure, name):
+        written.append(save_figure(figure, plots_dir / name, config.DPI))
+
+    params_path = model_dir / "params.json"
+    params = read_json(params_path) if params_path.exists() else None
+
+    # 1 and 2: the WAV files of generate.py.
+    generated, originals, reconstructed = generated_files(output_dir)
+    if params is None:
+        skip("comparison.png and generated.png", params_path, "run train.py first")
+    else:
+        if reconstructed:
+            count = config.MAX_PER_FIGURE
+            save(plot_comparison(originals[:count], reconstructed[:count], params, config.FREQUENCY_AXIS),
+                 "comparison.png")
+        else:
+            skip("comparison.png", output_dir / "reconstructed", "run generate.py first")
+        if generated:
+            save(plot_generated(generated[:2 * config.MAX_PER_FIGURE], params, config.FREQUENCY_AXIS),
+                 "generated.png")
+        else:
+            skip("generated.png", output_dir / "generated", "run generate.py first")
+
+    # 3: the training curves.
+    history_csv = model_dir / "history.csv"
+    if history_csv.exists():
+        try:
+            save(plot_training_curves(history_csv), "training_curves.png")
+        except ValueError as error:
+            print(f"skipping training_curves.png: {error}")
+    else:
+        skip("training_curves.png", history_csv, "run train.py first")
+
+    # 4 and 5: the latent space, from the model and the dataset.
+    spectrograms_dir = Path(config.SPECTROGRAMS_DIR)
+    needed = [model_dir / "model.keras", model_dir / "training.json", params_path,
+              spectrograms_dir / "spectrograms.npy", spectrograms_dir / "clips.json", spectrograms_dir / "params.json"]
+    missing = [path for path in needed if not path.exists()]
+    if missing:
+        hint = "run preprocess.py first" if missing[0].parent == spectrograms_dir else "run train.py first"
+        skip("latent_map.png and latent_grid.png", missing[0], hint)
+    else:
+        from generate import check_same_parameters, load_model_folder
+        from preprocess import load_spectrograms
+
+        vae, params, training = load_model_folder(model_dir)
+        spectrograms, clips, data_params = load_spectrograms(spectrograms_dir)
+        check_same_parameters(params, data_params, spectrograms_dir)
+        label_names = training.get("label_names") or []
+        clip_indices = np.arange(len(clips))
+        if label_names:  # a conditional model encodes each clip with its label
+            clip_indices = np.array([i for i in clip_indices if clips[i].get("label") in label_names], dtype=int)
+            if len(clip_indices) < len(clips):
+                print(f"latent map: {len(clips) - len(clip_indices)} clips with labels unknown to the model left out")
+        if len(clip_indices) > config.MAX_MAP_CLIPS:
+            clip_indices = clip_indices[np.linspace(0, len(clip_indices) - 1, config.MAX_MAP_CLIPS).astype(int)]
+        if len(clip_indices) < 2:
+            print(f"skipping latent_map.png and latent_grid.png: fewer than 2 usable clips in {spectrograms_dir}")
+        else:
+            labels = (np.array([label_names.index(clips[i]["label"]) for i in clip_indices])
+                      if label_names else None)
+            means = encode_clips(vae, spectrograms, clip_indices, labels)
+            projected, _, explained = latent_pca(means)
+            held_out_ids = set(training.get("validation_ids", []))
+            chosen_clips = [clips[i] for i in clip_indices]
+            held_out = np.array([clip["id"] in held_out_ids for clip in chosen_clips])
+            save(plot_latent_map(projected, explained, group_names(chosen_clips), held_out), "latent_map.png")
+            save(plot_latent_grid(vae, means, params, training["generation_level_db"],
+                                  label_index=0 if label_names else None,
+                                  label_name=label_names[0] if label_names else "",
+                                  grid_size=config.LATENT_GRID_SIZE, span=config.LATENT_GRID_SPAN,
+                                  frequency_axis=config.FREQUENCY_AXIS),
+                 "latent_grid.png")
+
+    if not written:
+        raise PipelineError(f"nothing to plot: no model in {model_dir} and no sounds in {output_dir}. "
+                            f"Run train.py and generate.py first (or pass --model_dir=PATH --output_dir=PATH)")
+    print(f"wrote {len(written)} figures to {plots_dir}/:")
+    for path in written:
+        print(f"  {path}")
+    return written
+
+
+if __name__ == "__main__":
+    run_script(main)

@@ -1,0 +1,184 @@
+"""End to end on a tiny synthesized drum set: preprocess -> train -> generate, plus refusals."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import generate
+import preprocess
+import train
+from configurator import PipelineError
+from data.synthesize_drums import write_demo_drums
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_RATE, DURATION, FRAME_SIZE, HOP_LENGTH = 8000, 0.3, 128, 32
+TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
+              "--latent_space_dim=4", "--batch_size=8", "--verbose=0"]
+
+
+def preprocess_args(audio, spectrograms):
+    return [f"--audio_dir={audio}", f"--spectrograms_dir={spectrograms}", f"--sample_rate={SAMPLE_RATE}",
+            f"--duration={DURATION}", f"--frame_size={FRAME_SIZE}", f"--hop_length={HOP_LENGTH}", "--num_workers=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny model trained for a few epochs on 20 drum clips (5 classes x 4)."""
+    root = tmp_path_factory.mktemp("pipeline")
+    write_demo_drums(root / "audio", clips_per_class=4, sample_rate=SAMPLE_RATE, duration=DURATION)
+    preprocess.main(preprocess_args(root / "audio", root / "spectrograms"))
+    history = train.main([f"--spectrograms_dir={root / 'spectrograms'}", f"--model_dir={root / 'model'}",
+                          "--epochs=4", "--validation_fraction=0.2", *TINY_MODEL])
+    return root, history
+
+
+def run_generate(root, output, *extra):
+    return generate.main([f"--model_dir={root / 'model'}", f"--spectrograms_dir={root / 'spectrograms'}",
+                          f"--output_dir={output}", "--num_generated=3", "--num_reconstructed=2",
+                          "--griffin_lim_iterations=8", *extra])
+
+
+@pytest.mark.slow
+def test_training_writes_everything_generation_needs(trained):
+    root, history = trained
+    model_dir = root / "model"
+    assert {"model.keras", "params.json", "training.json", "history.csv"} <= {p.name for p in model_dir.iterdir()}
+    assert not (model_dir / "checkpoint").exists()  # finished runs leave nothing to resume
+    params = json.loads((model_dir / "params.json").read_text())
+    assert (params["sample_rate"], params["hop_length"], params["frame_size"]) == (SAMPLE_RATE, HOP_LENGTH, FRAME_SIZE)
+    rows = (model_dir / "history.csv").read_text().splitlines()
+    assert rows[0].split(",")[:4] == ["epoch", "kl_loss", "loss", "reconstruction_loss"]
+    assert len(rows) == 1 + 4 and [entry["epoch"] for entry in history] == [1, 2, 3, 4]
+    assert history[-1]["loss"] < history[0]["loss"]
+    training = json.loads((model_dir / "training.json").read_text())
+    assert training["train_clips"] + training["validation_clips"] == 20
+    assert training["validation_clips"] >= 1
+    level = training["generation_level_db"]
+    assert level["max"] - level["min"] == pytest.approx(80.0, abs=0.1)
+
+
+@pytest.mark.slow
+def test_generate_writes_audible_unclipped_wavs_of_the_model_length_and_rate(trained, tmp_path):
+    root, _ = trained
+    written = run_generate(root, tmp_path / "out")
+    assert [len(written[kind]) for kind in ("generated", "original", "reconstructed")] == [3, 2, 2]
+    expected_length = (1 + int(DURATION * SAMPLE_RATE) // HOP_LENGTH - 1) * HOP_LENGTH
+    for path in sum(written.values(), []):
+        audio, rate = sf.read(path)
+        assert rate == SAMPLE_RATE
+        assert len(audio) == expected_length
+        assert np.sqrt(np.mean(audio ** 2)) > 1e-3, f"{path.name} is silent"
+        assert np.max(np.abs(audio)) <= 10 ** (-1 / 20) + 1e-3, f"{path.name} is too loud"
+    originals = sorted(p.name for p in written["original"])
+    assert originals == sorted(p.name for p in written["reconstructed"])
+    assert json.loads((tmp_path / "out" / "generation.json").read_text())["sample_rate"] == SAMPLE_RATE
+
+
+@pytest.mark.slow
+def test_generate_is_deterministic_for_a_seed(trained, tmp_path):
+    root, _ = trained
+    first = run_generate(root, tmp_path / "a", "--seed=3")
+    second = run_generate(root, tmp_path / "b", "--seed=3")
+    other = run_generate(root, tmp_path / "c", "--seed=4")
+    read = lambda path: sf.read(path)[0]
+    for a, b in zip(first["generated"], second["generated"]):
+        np.testing.assert_array_equal(read(a), read(b))
+    assert not np.allclose(read(first["generated"][0]), read(other["generated"][0]))
+
+
+@pytest.mark.slow
+def test_generate_refuses_spectrograms_made_with_other_parameters(trained, tmp_path):
+    root, _ = trained
+    other = tmp_path / "other_spectrograms"
+    preprocess.main(preprocess_args(root / "audio", other)[:-2] + ["--hop_length=64", "--num_workers=1"])
+    with pytest.raises(PipelineError, match=r"other parameters than the model \(hop_length: model 32, data 64"):
+        generate.main([f"--model_dir={root / 'model'}", f"--spectrograms_dir={other}",
+                       f"--output_dir={tmp_path / 'out'}", "--num_generated=0"])
+
+
+@pytest.mark.slow
+def test_generate_refuses_a_label_for_an_unconditional_model(trained, tmp_path):
+    root, _ = trained
+    with pytest.raises(PipelineError, match="needs a conditional model"):
+        run_generate(root, tmp_path / "out", "--label=snare")
+
+
+def test_generate_without_a_model_says_to_train_first(tmp_path):
+    with pytest.raises(PipelineError, match=r"has no model.keras.*train a model with train.py first"):
+        generate.main([f"--model_dir={tmp_path / 'nothing'}", f"--output_dir={tmp_path / 'out'}"])
+
+
+def test_train_without_spectrograms_says_to_preprocess_first(tmp_path):
+    with pytest.raises(PipelineError, match="run preprocess.py first"):
+        train.main([f"--spectrograms_dir={tmp_path / 'nothing'}", f"--model_dir={tmp_path / 'model'}"])
+
+
+def test_fsdd_names_use_the_official_split_and_others_a_stable_hash():
+    fsdd = [{"file": f"{digit}_jackson_{take}.wav"} for digit in range(2) for take in range(10)]
+    train_indices, validation = train.split_clips(fsdd, 0.1, seed=0)
+    assert [fsdd[i]["file"] for i in validation] == [f"{d}_jackson_{t}.wav" for d in range(2) for t in range(5)]
+    clips = [{"file": f"kick/kick_{i:03d}.wav"} for i in range(200)]
+    _, held_out = train.split_clips(clips, 0.1, seed=0)
+    _, held_out_again = train.split_clips(clips + [{"file": "new/extra.wav"}], 0.1, seed=0)
+    assert 10 <= len(held_out) <= 30
+    assert set(held_out) <= set(held_out_again)  # adding a file does not reshuffle the others
+
+
+def test_spectrogram_reader_returns_exactly_the_requested_rows(tmp_path):
+    array = np.random.default_rng(0).random((7, 4, 3)).astype(np.float32)
+    np.save(tmp_path / "spectrograms.npy", array)
+    reader = train.SpectrogramReader(tmp_path / "spectrograms.npy")
+    assert len(reader) == 7
+    np.testing.assert_array_equal(reader.read([1, 4, 6]), array[[1, 4, 6]])
+
+
+@pytest.mark.slow
+def test_a_nan_loss_stops_training_and_keeps_the_last_good_model(trained, tmp_path, capsys):
+    root, _ = trained
+    model_dir = tmp_path / "model"
+    spectrograms = tmp_path / "spectrograms"
+    preprocess.main(preprocess_args(root / "audio", spectrograms))
+    args = [f"--spectrograms_dir={spectrograms}", f"--model_dir={model_dir}", "--epochs=1", *TINY_MODEL]
+    train.main(args)
+    good_model = (model_dir / "model.keras").read_bytes()
+    array = np.load(spectrograms / "spectrograms.npy", mmap_mode="r+")
+    array[:] = np.nan
+    array.flush()
+    with pytest.raises(SystemExit) as stopped:
+        train.main(args + ["--epochs=2", "--resume=false"])
+    assert stopped.value.code == 3
+    assert "loss became NaN" in capsys.readouterr().out
+    assert (model_dir / "model.keras").read_bytes() == good_model
+
+
+@pytest.mark.slow
+def test_a_killed_training_run_resumes_where_it_stopped(tmp_path):
+    """kill -9 in the middle of epoch 3 of 6; the same command then finishes from epoch 3."""
+    write_demo_drums(tmp_path / "audio", clips_per_class=4, sample_rate=SAMPLE_RATE, duration=DURATION)
+    preprocess.main(preprocess_args(tmp_path / "audio", tmp_path / "spectrograms"))
+    command = [sys.executable, str(ROOT / "train.py"), f"--spectrograms_dir={tmp_path / 'spectrograms'}",
+               f"--model_dir={tmp_path / 'model'}", "--epochs=6", *TINY_MODEL]
+    state = tmp_path / "model" / "checkpoint" / "state.json"
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    saved_epoch = json.loads(state.read_text())["epoch"]
+    assert 2 <= saved_epoch < 6, "the run was not killed mid-training"
+    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stdout + finished.stderr
+    assert f"resuming the interrupted run in {tmp_path / 'model'} after epoch {saved_epoch}" in finished.stdout
+    epochs = [int(line.split(",")[0]) for line in (tmp_path / "model" / "history.csv").read_text().splitlines()[1:]]
+    assert epochs == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing repeated
+    assert not state.exists()
