@@ -51,6 +51,10 @@ class VAE(keras.Model):
         A stride is an int or a pair (frequency, time).
     latent_space_dim : int
         Size of the latent vector.
+    decoder_filters : list of int, optional
+        Filters of the decoder's transposed convolutions before its one-channel
+        output, one fewer than ``conv_filters``. None mirrors the encoder: each
+        decoder layer has the filters of the encoder layer at the same resolution.
     reconstruction_loss_weight : float
         Weight of the mean squared error against the KL divergence.
     kl_weight : float
@@ -60,7 +64,8 @@ class VAE(keras.Model):
     """
 
     def __init__(self, input_shape, conv_filters, conv_kernels, conv_strides, latent_space_dim,
-                 reconstruction_loss_weight=1000.0, kl_weight=1.0, num_classes=0, seed=None, **kwargs):
+                 reconstruction_loss_weight=1000.0, kl_weight=1.0, num_classes=0, seed=None,
+                 decoder_filters=None, **kwargs):
         super().__init__(**kwargs)
         if not (len(conv_filters) == len(conv_kernels) == len(conv_strides)) or not conv_filters:
             raise ValueError("conv_filters, conv_kernels and conv_strides must be non-empty and of equal "
@@ -69,6 +74,12 @@ class VAE(keras.Model):
             raise ValueError(f"input_shape must be (bins, frames, 1), got {tuple(input_shape)}")
         self.input_shape_ = tuple(int(size) for size in input_shape)
         self.conv_filters = [int(f) for f in conv_filters]
+        if decoder_filters is None:
+            decoder_filters = self.conv_filters[-2::-1]
+        if len(decoder_filters) != len(self.conv_filters) - 1:
+            raise ValueError(f"decoder_filters needs {len(self.conv_filters) - 1} entries (one fewer than "
+                             f"conv_filters), got {len(decoder_filters)}")
+        self.decoder_filters = [int(f) for f in decoder_filters]
         self.conv_kernels = [int(k) if np.ndim(k) == 0 else tuple(k) for k in conv_kernels]
         self.conv_strides = [(int(s), int(s)) if np.ndim(s) == 0 else tuple(int(v) for v in s) for s in conv_strides]
         self.latent_space_dim = int(latent_space_dim)
@@ -130,8 +141,7 @@ class VAE(keras.Model):
         bottleneck = (padded_bins // int(total[0]), padded_frames // int(total[1]), self.conv_filters[-1])
         x = layers.Dense(int(np.prod(bottleneck)), name="decoder_dense")(x)
         x = layers.Reshape(bottleneck)(x)
-        # As in the tutorial: the decoder's filters mirror the encoder's, then one output channel.
-        layer_specs = list(zip([*self.conv_filters[:0:-1], 1], self.conv_kernels[::-1], self.conv_strides[::-1]))
+        layer_specs = list(zip([*self.decoder_filters, 1], self.conv_kernels[::-1], self.conv_strides[::-1]))
         for index, (filters, kernel, stride) in enumerate(layer_specs):
             last = index == len(layer_specs) - 1
             x = layers.Conv2DTranspose(filters, kernel, strides=stride, padding="same",
@@ -253,6 +263,7 @@ class VAE(keras.Model):
             **super().get_config(),
             "input_shape": list(self.input_shape_),
             "conv_filters": self.conv_filters,
+            "decoder_filters": self.decoder_filters,
             "conv_kernels": [k if isinstance(k, int) else list(k) for k in self.conv_kernels],
             "conv_strides": [list(s) for s in self.conv_strides],
             "latent_space_dim": self.latent_space_dim,

@@ -27,7 +27,8 @@ from fileio import atomic_write, read_json, write_json
 SPECTROGRAMS_DIR = "data/spectrograms"
 MODEL_DIR = "models/vae"
 # model
-CONV_FILTERS = [16, 32, 64, 128, 128]   # encoder; the decoder mirrors it
+CONV_FILTERS = [16, 32, 64, 128, 128]   # encoder, from the input down
+DECODER_FILTERS = []                    # decoder, before its 1-channel output; [] = mirror the encoder
 CONV_KERNELS = [3, 3, 3, 3, 3]
 CONV_STRIDES = [2, 2, 2, 2, 2]          # an int or [frequency, time] per layer
 LATENT_SPACE_DIM = 32
@@ -160,6 +161,7 @@ def build_vae(config, input_shape, num_classes):
         conv_filters=config.CONV_FILTERS,
         conv_kernels=config.CONV_KERNELS,
         conv_strides=config.CONV_STRIDES,
+        decoder_filters=config.DECODER_FILTERS or None,
         latent_space_dim=config.LATENT_SPACE_DIM,
         reconstruction_loss_weight=config.RECONSTRUCTION_LOSS_WEIGHT,
         kl_weight=config.KL_WEIGHT,

@@ -40,11 +40,19 @@ def test_shapes_that_strides_do_not_divide_are_padded_and_cropped_back():
 
 
 def test_tutorial_architecture_has_its_known_parameter_count():
-    vae = VAE((256, 64, 1), [512, 256, 128, 64, 32], [3] * 5, [2, 2, 2, 2, (2, 1)], 128)
-    # The tutorial's decoder mirrors filters 32-64-128-256 then one output channel.
+    vae = VAE((256, 64, 1), [512, 256, 128, 64, 32], [3] * 5, [2, 2, 2, 2, (2, 1)], 128,
+              decoder_filters=[32, 64, 128, 256])
     transposes = [layer for layer in vae.decoder.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
     assert [layer.filters for layer in transposes] == [32, 64, 128, 256, 1]
     assert vae.encoder.output_shape[0] == (None, 128)
+    assert vae.encoder.count_params() + vae.decoder.count_params() == 2_371_777  # the tutorial's ~2.37 M
+
+
+def test_default_decoder_mirrors_the_encoder_resolution_by_resolution():
+    vae = VAE((64, 32, 1), [8, 16, 32], [3] * 3, [2] * 3, 4)
+    transposes = [layer for layer in vae.decoder.layers if isinstance(layer, keras.layers.Conv2DTranspose)]
+    assert [layer.filters for layer in transposes] == [16, 8, 1]
+    assert [tuple(layer.output.shape[1:3]) for layer in transposes] == [(16, 8), (32, 16), (64, 32)]
 
 
 def test_loss_is_weighted_mse_plus_kl():

@@ -1,0 +1,193 @@
+"""Speed and memory figures for the README; prints JSON and writes benchmarks/results/speed.json.
+
+    python benchmarks/run_benchmarks.py            # everything (about 5 minutes on 2 cores)
+    python benchmarks/run_benchmarks.py --only=training
+
+Measures, in one run on this machine:
+- preprocessing of FSDD (../shared/data/fsdd): files/s with all cores and one file at a time;
+- training throughput (spectrograms/s) of the defaults and of the tutorial preset;
+- generation: 100 new sounds, decode + phase reconstruction + WAV writing;
+- peak memory (RSS) of train.py on a small and a 10x larger synthetic dataset.
+"""
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from configurator import PRESETS, configure  # noqa: E402
+
+FSDD_DIR = ROOT.parent / "shared" / "data" / "fsdd"
+RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
+TRAINING_STEPS = 20            # timed steps per model, after a warm-up epoch
+MEMORY_CLIPS = 400             # the small dataset; the large one is 10x
+
+
+def preprocessing():
+    """FSDD files/s, all cores vs one file at a time (the same code path)."""
+    import preprocess
+
+    if not FSDD_DIR.is_dir():
+        return {"skipped": f"no FSDD at {FSDD_DIR}"}
+    figures = {}
+    for name, workers in (("one_at_a_time", 1), ("all_cores", 0)):
+        with tempfile.TemporaryDirectory() as out:
+            config = configure(vars(preprocess), [f"--audio_dir={FSDD_DIR}", f"--spectrograms_dir={out}",
+                                                  f"--num_workers={workers}"])
+            pipeline = preprocess.PreprocessingPipeline(config)
+            pipeline.warm_up()  # imports and resampler set-up are not per-file work
+            started = time.perf_counter()
+            report = pipeline.run()
+            seconds = time.perf_counter() - started
+        figures[name] = {"files": report["files_processed"], "seconds": round(seconds, 2),
+                         "files_per_second": round(report["files_processed"] / seconds, 1)}
+    figures["speedup"] = round(figures["all_cores"]["files_per_second"] / figures["one_at_a_time"]["files_per_second"], 2)
+    return figures
+
+
+def spectrogram_shape(settings):
+    """(bins, frames) that preprocess.py would make with these settings."""
+    num_samples = int(round(settings["DURATION"] * settings["SAMPLE_RATE"]))
+    return settings["FRAME_SIZE"] // 2, 1 + num_samples // settings["HOP_LENGTH"]
+
+
+def training_throughput():
+    """Spectrograms/s of a training step, defaults vs the tutorial preset, same data path."""
+    import preprocess
+    import train
+
+    figures = {}
+    for name, argv in (("defaults", []), ("tutorial", ["--preset=tutorial"])):
+        config = configure(vars(train), argv)
+        data_settings = vars(configure(vars(preprocess), argv))
+        bins, frames = spectrogram_shape(data_settings)
+        count = config.BATCH_SIZE * TRAINING_STEPS
+        with tempfile.TemporaryDirectory() as out:
+            path = Path(out) / "spectrograms.npy"
+            np.save(path, np.random.default_rng(0).random((count, bins, frames), dtype=np.float32))
+            reader = train.SpectrogramReader(path)
+            dataset = train.make_dataset(reader, np.arange(count), None, config.BATCH_SIZE, True, 0)
+            vae = train.build_vae(config, (bins, frames, 1), 0)
+            vae.fit(dataset, epochs=1, verbose=0)  # compile the graph
+            started = time.perf_counter()
+            vae.fit(dataset, epochs=1, verbose=0)
+            seconds = time.perf_counter() - started
+        figures[name] = {"spectrogram_shape": [bins, frames], "batch_size": config.BATCH_SIZE,
+                         "parameters": int(vae.encoder.count_params() + vae.decoder.count_params()),
+                         "spectrograms_per_second": round(count / seconds, 1)}
+    figures["speedup"] = round(figures["defaults"]["spectrograms_per_second"]
+                               / figures["tutorial"]["spectrograms_per_second"], 1)
+    return figures
+
+
+def generation(count=100):
+    """Seconds for ``count`` new sounds: prior sampling, decoding, phase reconstruction, WAV files."""
+    import generate
+    import preprocess
+    import train
+    from autoencoder import VAE
+    from fileio import write_json
+    from soundgenerator import SoundGenerator
+
+    config = configure(vars(train), [])
+    data_settings = vars(configure(vars(preprocess), []))
+    bins, frames = spectrogram_shape(data_settings)
+    defaults = vars(configure(vars(generate), []))
+    with tempfile.TemporaryDirectory() as out:
+        vae = train.build_vae(config, (bins, frames, 1), 0)
+        vae.decode(np.zeros((1, config.LATENT_SPACE_DIM)))  # warm up
+        started = time.perf_counter()
+        spectrograms, _ = vae.sample(count, seed=0)
+        decoded = time.perf_counter()
+        generator = SoundGenerator(data_settings["SAMPLE_RATE"], data_settings["FRAME_SIZE"],
+                                   data_settings["HOP_LENGTH"], n_iter=defaults["GRIFFIN_LIM_ITERATIONS"],
+                                   momentum=defaults["GRIFFIN_LIM_MOMENTUM"])
+        signals = generator.convert_spectrograms_to_audio(spectrograms, -60.0, 20.0)
+        inverted = time.perf_counter()
+        generate.write_wavs(signals, [f"s{i}" for i in range(count)], out, data_settings["SAMPLE_RATE"], -1.0)
+        written = time.perf_counter()
+    return {"sounds": count, "seconds": round(written - started, 2),
+            "decode_seconds": round(decoded - started, 2), "phase_reconstruction_seconds": round(inverted - decoded, 2),
+            "write_seconds": round(written - inverted, 2), "sounds_per_second": round(count / (written - started), 1),
+            "griffin_lim_iterations": defaults["GRIFFIN_LIM_ITERATIONS"]}
+
+
+def _train_child(spectrograms_dir, model_dir):
+    """Run in a subprocess: one epoch of train.py, then print peak RSS in MiB."""
+    import train
+
+    train.main([f"--spectrograms_dir={spectrograms_dir}", f"--model_dir={model_dir}", "--epochs=1", "--verbose=0"])
+    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def write_synthetic_spectrograms(folder, count, bins, frames, params):
+    """A preprocess.py-style folder of random spectrograms, written in blocks (flat memory)."""
+    from fileio import write_json
+
+    folder.mkdir(parents=True, exist_ok=True)
+    array = np.lib.format.open_memmap(folder / "spectrograms.npy", mode="w+", dtype=np.float32,
+                                      shape=(count, bins, frames))
+    rng = np.random.default_rng(0)
+    for start in range(0, count, 256):
+        array[start:start + 256] = rng.random((min(256, count - start), bins, frames), dtype=np.float32)
+    array.flush()
+    del array
+    clips = [{"id": f"clip_{i:06d}.wav", "file": f"clip_{i:06d}.wav", "key": str(i), "label": None,
+              "min": -60.0, "max": 20.0} for i in range(count)]
+    write_json(folder / "clips.json", clips)
+    write_json(folder / "params.json", params)
+
+
+def training_memory():
+    """Peak RSS of train.py for MEMORY_CLIPS and 10x as many clips."""
+    import preprocess
+
+    config = configure(vars(preprocess), [])
+    pipeline = preprocess.PreprocessingPipeline(config)
+    params = pipeline.params
+    figures = {}
+    with tempfile.TemporaryDirectory() as out:
+        for name, count in (("small", MEMORY_CLIPS), ("large", 10 * MEMORY_CLIPS)):
+            folder = Path(out) / name
+            write_synthetic_spectrograms(folder, count, params["n_bins"], params["n_frames"], params)
+            result = subprocess.run([sys.executable, __file__, "--child-train", str(folder), str(Path(out) / f"model_{name}")],
+                                    capture_output=True, text=True, cwd=ROOT)
+            if result.returncode != 0:
+                raise RuntimeError(result.stderr[-2000:])
+            peak = json.loads(result.stdout.strip().splitlines()[-1])["peak_rss_mib"]
+            size_mib = (folder / "spectrograms.npy").stat().st_size / 2 ** 20
+            figures[name] = {"clips": count, "dataset_mib": round(size_mib, 1), "peak_rss_mib": round(peak, 1)}
+    figures["ratio"] = round(figures["large"]["peak_rss_mib"] / figures["small"]["peak_rss_mib"], 3)
+    return figures
+
+
+BENCHMARKS = {"preprocessing": preprocessing, "training": training_throughput,
+              "generation": generation, "memory": training_memory}
+
+
+def main(argv):
+    if argv[:1] == ["--child-train"]:
+        return _train_child(*argv[1:3])
+    only = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--only=")]
+    names = only[0].split(",") if only else list(BENCHMARKS)
+    results = {"machine": {"cpus": os.cpu_count()}, "tutorial_preset": PRESETS["tutorial"]}
+    for name in names:
+        print(f"running {name} ...", file=sys.stderr)
+        results[name] = BENCHMARKS[name]()
+    print(json.dumps(results, indent=2))
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() else {}
+    RESULTS.write_text(json.dumps({**previous, **results}, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
