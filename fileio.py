@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+MAX_NAME_BYTES = 200                    # of a name made by safe_name; file systems allow 255 with the extension
+
 
 def atomic_write(path, write):
     """Call ``write(tmp_path)`` and move the result onto ``path`` in one step.
@@ -16,29 +18,61 @@ def atomic_write(path, write):
     A crash while writing leaves the previous file (if any) untouched: readers see
     either the old or the new file, never a half-written one.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, tmp_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp" + path.suffix,
-                                        dir=path.parent)
-    os.close(handle)
+    return atomic_write_all({path: write})[0]
+
+
+def atomic_write_all(writers):
+    """Write several files so that an error leaves all the previous ones untouched.
+
+    Every file is first written completely under a temporary name next to its
+    final place (``write(tmp_path)``, then flushed to disk); only when all of them
+    are written are they moved into place, in the order given, each in one step.
+    An exception or Ctrl-C while writing removes the temporary files and changes
+    nothing else. Put the file that indexes the others last.
+
+    Parameters
+    ----------
+    writers : dict
+        Final path -> function that writes the file's content to the path it is given.
+
+    Returns
+    -------
+    list of Path
+        The final paths, in order.
+    """
+    staged = []
     try:
-        write(tmp_name)
-        with open(tmp_name, "rb+") as written:
-            os.fsync(written.fileno())
-        os.replace(tmp_name, path)
+        for path, write in writers.items():
+            path = Path(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle, tmp_name = tempfile.mkstemp(prefix="." + path.name + ".", suffix=".tmp" + path.suffix,
+                                                dir=path.parent)
+            os.close(handle)
+            staged.append((tmp_name, path))
+            write(tmp_name)
+            with open(tmp_name, "rb+") as written:
+                os.fsync(written.fileno())
+        for tmp_name, path in staged:
+            os.replace(tmp_name, path)
     finally:
-        if os.path.exists(tmp_name):
-            os.remove(tmp_name)
-    return path
+        for tmp_name, _ in staged:
+            if os.path.exists(tmp_name):
+                os.remove(tmp_name)
+    return [path for _, path in staged]
 
 
-def write_json(path, data):
-    """Write ``data`` as indented JSON, atomically."""
+def json_writer(data):
+    """A writer for ``atomic_write``/``atomic_write_all`` that writes ``data`` as indented JSON."""
     def write(tmp_name):
         with open(tmp_name, "w", encoding="utf-8") as file:
             json.dump(data, file, indent=2, ensure_ascii=False, default=_to_builtin)
             file.write("\n")
-    return atomic_write(path, write)
+    return write
+
+
+def write_json(path, data):
+    """Write ``data`` as indented JSON, atomically."""
+    return atomic_write(path, json_writer(data))
 
 
 def read_json(path):
@@ -57,17 +91,38 @@ def _to_builtin(value):
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
 
 
+def printable(text):
+    """Return ``text`` with any undecodable bytes of a file name written as ``\\xNN``.
+
+    File names on Linux may hold bytes that are not UTF-8; Python keeps them as
+    lone surrogates, which cannot be printed or written to JSON.
+
+    Examples
+    --------
+    >>> printable(os.fsdecode(b"kick\\xff.wav"))
+    'kick\\\\xff.wav'
+    """
+    return os.fsencode(str(text)).decode("utf-8", "backslashreplace")
+
+
 def safe_name(text, max_length=80):
     """Turn any text (a clip id, a label) into a file name that stays inside its folder.
 
     Accents are kept, separators and characters that are unsafe on common file
-    systems become ``_``, and names like ``..`` cannot escape.
+    systems become ``_``, and names like ``..`` cannot escape. The result is at
+    most ``max_length`` characters and ``MAX_NAME_BYTES`` bytes of UTF-8, never
+    empty and never starts with a dot.
 
     Examples
     --------
     >>> safe_name("kick/../../etc passwd")
     'kick_.._.._etc_passwd'
+    >>> safe_name("..")
+    'clip'
     """
-    text = unicodedata.normalize("NFC", str(text))
+    text = unicodedata.normalize("NFC", printable(text))
     text = re.sub(r"[^\w.\-]+", "_", text).strip("._")
-    return text[:max_length] or "clip"
+    text = text[:max_length]
+    while len(text.encode("utf-8")) > MAX_NAME_BYTES:
+        text = text[:-1]
+    return text.rstrip("._") or "clip"

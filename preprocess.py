@@ -14,17 +14,19 @@ in dB and min-max normalise it to [0, 1]. Writes into SPECTROGRAMS_DIR:
 Run ``python preprocess.py --help`` to list the settings.
 """
 
+import math
 import os
 import re
 import tempfile
 import time
+from collections import Counter
 from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from configurator import PipelineError, configure, run_script
-from fileio import atomic_write, read_json, write_json
+from fileio import atomic_write_all, json_writer, printable, read_json
 
 # I/O
 AUDIO_DIR = "data/audio"                # searched recursively; filled with demo drums when empty
@@ -49,31 +51,58 @@ SEED = 0
 AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc",
                     ".mp3", ".opus", ".au", ".snd", ".caf", ".w64", ".rf64"}
 AMIN = 1e-5                             # smallest magnitude before log: -100 dB
+FILE_RATE_RANGE = (1000, 1_000_000)     # Hz; a header outside it is damaged, not audio
+RESAMPLE_MARGIN = 0.05                  # seconds read past the part kept, so resampling its end is exact
 FORMAT_VERSION = 1                      # of the files written here; bumped on incompatible change
 FSDD_NAME = re.compile(r"^([^_]+)_[^_]+_\d+$")
 
 
 class Loader:
-    """Loads an audio file as a mono float32 signal at the target sample rate."""
+    """Loads an audio file as a mono float32 signal at the target sample rate.
 
-    def __init__(self, sample_rate):
+    Only the first ``max_duration`` seconds are decoded (all of the file when it
+    is None), so a ten-minute loop costs no more than a one-shot.
+    """
+
+    def __init__(self, sample_rate, max_duration=None):
         self.sample_rate = sample_rate
+        self.max_duration = max_duration
 
     def load(self, path):
+        """Return the signal, or raise ValueError with the reason the file cannot be used."""
         import librosa
         import soundfile as sf
 
+        if os.path.getsize(path) == 0:
+            raise ValueError("empty file (0 bytes)")
         try:  # libsndfile: WAV (any bit depth, WAVE_EXTENSIBLE), FLAC, OGG, AIFF, MP3 and more
-            signal, file_rate = sf.read(str(path), dtype="float32", always_2d=True)
+            # As bytes on POSIX: soundfile cannot open a str name holding non-UTF-8 bytes.
+            name = os.fsencode(path) if os.name == "posix" else str(path)
+            with sf.SoundFile(name) as sound:
+                file_rate = sound.samplerate
+                if not FILE_RATE_RANGE[0] <= file_rate <= FILE_RATE_RANGE[1]:
+                    raise ValueError(f"damaged header: sample rate {file_rate} Hz")
+                frames = -1 if self.max_duration is None else int((self.max_duration + RESAMPLE_MARGIN) * file_rate)
+                signal = sound.read(frames, dtype="float32", always_2d=True)
         except Exception as error:
-            raise ValueError(f"unreadable audio ({_first_line(error)})") from None
+            message = _first_line(error).replace(f"Error opening {name!r}: ", "")
+            if "not a regular file" in message:  # what libsndfile says of some unknown formats
+                message = "format not recognised"
+            raise ValueError(f"unreadable audio ({message})") from None
         if signal.size == 0:
             raise ValueError("empty: no samples")
-        signal = signal.mean(axis=1)
         if not np.all(np.isfinite(signal)):
             raise ValueError("contains NaN or infinite samples")
+        if signal.shape[1] == 1:
+            signal = signal[:, 0]
+        else:  # in float64, so that loud float files cannot overflow
+            signal = signal.mean(axis=1, dtype=np.float64).astype(np.float32)
         if file_rate != self.sample_rate:
-            signal = librosa.resample(signal, orig_sr=file_rate, target_sr=self.sample_rate)
+            # Silence after the end gives the resampling filter room to ring out; without it
+            # the last samples, or all of a file shorter than one target sample, come out as 0.
+            length = max(1, math.ceil(len(signal) * self.sample_rate / file_rate))
+            signal = np.pad(signal, (0, int(RESAMPLE_MARGIN * file_rate)))
+            signal = librosa.resample(signal, orig_sr=file_rate, target_sr=self.sample_rate)[:length]
         return signal.astype(np.float32)
 
 
@@ -90,8 +119,8 @@ class Padder:
 
     def split(self, signal, max_clips):
         """Cut a long signal into consecutive clips; the last one is padded."""
-        starts = range(0, len(signal), self.num_samples)
-        return [self.fix_length(signal[start:]) for start in list(starts)[:max_clips]]
+        starts = range(0, len(signal), self.num_samples)[:max_clips]
+        return [self.fix_length(signal[start:]) for start in starts]
 
 
 class LogSpectrogramExtractor:
@@ -157,8 +186,17 @@ class Saver:
         data = os.pread(self.scratch.fileno(), self.row_bytes, slot * self.row_bytes)
         return np.frombuffer(data, dtype="<f4").reshape(shape)
 
+    def close(self):
+        if self.scratch is not None:
+            self.scratch.close()
+            self.scratch = None
+
     def finish(self, rows, clips, params, report):
-        """Write ``rows`` (an iterable of arrays, one per clip) and the JSON files."""
+        """Write ``rows`` (an iterable of arrays, one per clip) and the JSON files.
+
+        All four files are written completely before any of them replaces the
+        previous run's: an error or Ctrl-C meanwhile leaves the old folder as it was.
+        """
         shape = (len(clips), params["n_bins"], params["n_frames"])
 
         def write_array(tmp_name):
@@ -168,13 +206,14 @@ class Saver:
                 for row in rows:
                     file.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
 
-        # The array first, the index last: a crash in between leaves an index that
-        # does not match the array, which load_spectrograms detects by its size.
-        atomic_write(self.spectrograms_dir / "spectrograms.npy", write_array)
-        write_json(self.spectrograms_dir / "params.json", params)
-        write_json(self.spectrograms_dir / "report.json", report)
-        write_json(self.spectrograms_dir / "clips.json", clips)
-        self.scratch.close()
+        # The index (clips.json) is moved into place last.
+        atomic_write_all({
+            self.spectrograms_dir / "spectrograms.npy": write_array,
+            self.spectrograms_dir / "params.json": json_writer(params),
+            self.spectrograms_dir / "report.json": json_writer(report),
+            self.spectrograms_dir / "clips.json": json_writer(clips),
+        })
+        self.close()
 
 
 class PreprocessingPipeline:
@@ -183,12 +222,12 @@ class PreprocessingPipeline:
     def __init__(self, config):
         self.config = config
         self.num_samples = int(round(config.DURATION * config.SAMPLE_RATE))
-        self.loader = Loader(config.SAMPLE_RATE)
+        self.pieces_per_file = config.MAX_CLIPS_PER_FILE if config.LONG_FILES == "split" else 1
+        self.loader = Loader(config.SAMPLE_RATE, max_duration=config.DURATION * self.pieces_per_file)
         self.padder = Padder(self.num_samples)
         self.extractor = LogSpectrogramExtractor(config.FRAME_SIZE, config.HOP_LENGTH, config.TOP_DB)
         self.normaliser = MinMaxNormaliser(0.0, 1.0)
         self.saver = Saver(config.SPECTROGRAMS_DIR)
-        self.pieces_per_file = config.MAX_CLIPS_PER_FILE if config.LONG_FILES == "split" else 1
 
     @property
     def params(self):
@@ -224,21 +263,33 @@ class PreprocessingPipeline:
         else:
             pieces = [self.padder.fix_length(signal)]
         threshold = 10 ** (self.config.SILENCE_DB / 20)
-        min_max_values = []
+        min_max_values, reason = [], None
         for piece in pieces:
             if np.max(np.abs(piece)) < threshold:
                 continue  # a silent stretch of a long file, or a silent file
-            normalised, db_min, db_max = self.normaliser.normalise(self.extractor.extract(piece))
+            with np.errstate(over="ignore"):  # checked just below
+                spectrogram_db = self.extractor.extract(piece)
+            if not np.all(np.isfinite(spectrogram_db)):
+                reason = f"too loud to analyse (peak {_peak_dbfs(piece):.0f} dBFS)"
+                continue
+            try:
+                normalised, db_min, db_max = self.normaliser.normalise(spectrogram_db)
+            except ValueError as error:
+                reason = str(error)
+                continue
             self.saver.write_slot(index * self.pieces_per_file + len(min_max_values), normalised)
             min_max_values.append((db_min, db_max))
         if not min_max_values:
-            peak_db = 20 * np.log10(max(float(np.max(np.abs(signal))), 1e-12))
-            raise ValueError(f"silent: peak {peak_db:.1f} dBFS is below SILENCE_DB={self.config.SILENCE_DB}")
+            raise ValueError(reason or f"silent: peak {_peak_dbfs(signal):.1f} dBFS is below "
+                                       f"SILENCE_DB={self.config.SILENCE_DB}")
         return min_max_values
 
     def run(self):
         config = self.config
         audio_dir = Path(config.AUDIO_DIR)
+        if audio_dir.exists() and not audio_dir.is_dir():
+            raise PipelineError(f"AUDIO_DIR {str(audio_dir)!r} is a file; pass the folder that holds your "
+                                f"sounds: --audio_dir=PATH")
         if not audio_dir.is_dir():
             raise PipelineError(f"AUDIO_DIR {str(audio_dir)!r} does not exist; create it and put sounds in it, "
                                 f"or pass --audio_dir=PATH")
@@ -249,18 +300,28 @@ class PreprocessingPipeline:
 
         params = self.params
         cache = load_cache(config.SPECTROGRAMS_DIR, params)
-        keys = [file_key(path, audio_dir) for path in audio_files]
+        keys, readable_files = [], []
+        for path in audio_files:
+            try:
+                keys.append(file_key(path, audio_dir))
+                readable_files.append(path)
+            except OSError as error:  # removed or made unreadable since it was listed
+                other_files.append((path, f"cannot be read ({error.strerror})"))
+        audio_files = readable_files
         todo = [(index, path) for index, (path, key) in enumerate(zip(audio_files, keys))
-                if key not in cache.entries]
+                if key not in cache.entries and key not in cache.failures]
         started = time.perf_counter()
         self.saver.begin(params["n_bins"], params["n_frames"])
         outcomes = dict(self.map_files(todo))
 
         # Assemble in sorted file order, so that reruns give identical arrays.
-        skipped = [{"file": str(path), "reason": reason} for path, reason in other_files]
+        skipped = [{"file": printable(path), "reason": reason} for path, reason in other_files]
         clips, rows, reused = [], [], 0
         shape = (params["n_bins"], params["n_frames"])
         for index, (path, key) in enumerate(zip(audio_files, keys)):
+            if key in cache.failures:  # unchanged since it was skipped: not tried again
+                skipped.append({"file": printable(path), "reason": cache.failures[key], "key": key})
+                continue
             if key in cache.entries:
                 for clip, row in cache.entries[key]:
                     clips.append(clip)
@@ -269,22 +330,23 @@ class PreprocessingPipeline:
                 continue
             outcome = outcomes[index]
             if isinstance(outcome, str):
-                skipped.append({"file": str(path), "reason": outcome})
+                skipped.append({"file": printable(path), "reason": outcome, "key": key})
                 continue
-            relative = path.relative_to(audio_dir).as_posix()
+            relative = printable(path.relative_to(audio_dir).as_posix())
+            label = label_of(path)
             for piece, (db_min, db_max) in enumerate(outcome):
                 clips.append({
                     "id": relative if len(outcome) == 1 else f"{relative}#{piece}",
                     "file": relative,
                     "key": key,
-                    "label": label_of(path),
+                    "label": None if label is None else printable(label),
                     "min": round(db_min, 4),
                     "max": round(db_max, 4),
                 })
                 slot = index * self.pieces_per_file + piece
                 rows.append(lambda slot=slot: self.saver.read_slot(slot, shape))
         report = {
-            "audio_dir": str(audio_dir),
+            "audio_dir": printable(audio_dir),
             "clips_written": len(clips),
             "files_processed": len(todo) - sum(isinstance(outcome, str) for outcome in outcomes.values()),
             "files_reused": reused,
@@ -293,6 +355,7 @@ class PreprocessingPipeline:
             "seconds": round(time.perf_counter() - started, 3),
         }
         if not clips:
+            self.saver.close()
             raise PipelineError(
                 f"no usable audio found in {str(audio_dir)!r} ({len(skipped)} files skipped). "
                 f"Put WAV/FLAC/OGG/AIFF files there (sub-folders are fine) or pass --audio_dir=PATH."
@@ -347,6 +410,10 @@ def _process_in_worker(item):
     return _process(_worker_pipeline, item)
 
 
+def _peak_dbfs(signal):
+    return 20 * np.log10(max(float(np.max(np.abs(signal))), 1e-12))
+
+
 def _first_line(error):
     text = str(error).strip().splitlines()
     return text[0] if text else type(error).__name__
@@ -357,27 +424,63 @@ def _is_default_audio_dir(audio_dir):
 
 
 def find_audio_files(audio_dir):
-    """Walk ``audio_dir`` recursively (symlinked folders are not followed, so no loops).
+    """Walk ``audio_dir`` recursively, following symlinks without ever looping.
+
+    Symlinked files are read. A symlinked folder is searched unless it leads back
+    into ``audio_dir`` (its files are found anyway), to a folder that contains
+    ``audio_dir`` (a loop) or to a folder already searched; those, hidden folders
+    (``.git``) and folders that cannot be listed are reported instead.
 
     Returns
     -------
     audio_files : list of Path
-        Files with an audio extension, sorted.
+        Files with an audio extension, in sorted walking order.
     other_files : list of (Path, str)
-        Everything else, with the reason it is skipped.
+        Everything else, files and folders, with the reason it is skipped.
     """
+    audio_root = os.path.realpath(audio_dir)
+    searched = {audio_root}
     audio_files, other_files = [], []
-    for root, dirs, files in os.walk(audio_dir):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+
+    def report_unlistable(error):
+        other_files.append((Path(error.filename), f"folder cannot be listed ({error.strerror})"))
+
+    for root, dirs, files in os.walk(audio_dir, onerror=report_unlistable, followlinks=True):
+        followed = []
+        for name in sorted(dirs):
+            folder = Path(root) / name
+            reason = _folder_skip_reason(folder, audio_root, searched)
+            if reason:
+                other_files.append((folder, reason))
+            else:
+                searched.add(os.path.realpath(folder))
+                followed.append(name)
+        dirs[:] = followed
         for name in sorted(files):
             path = Path(root) / name
             if name.startswith("."):
                 other_files.append((path, "hidden file"))
-            elif path.suffix.lower() in AUDIO_EXTENSIONS:
-                audio_files.append(path)
-            else:
+            elif path.suffix.lower() not in AUDIO_EXTENSIONS:
                 other_files.append((path, f"not an audio file (extension {path.suffix or 'none'!r})"))
+            elif not path.is_file():
+                other_files.append((path, "broken symlink" if path.is_symlink() else "not a regular file"))
+            else:
+                audio_files.append(path)
     return audio_files, other_files
+
+
+def _folder_skip_reason(folder, audio_root, searched):
+    """Why ``folder`` is not searched, or None when it should be."""
+    if folder.name.startswith("."):
+        return "hidden folder (not searched)"
+    real = os.path.realpath(folder)
+    if folder.is_symlink() and os.path.commonpath([real, audio_root]) == audio_root:
+        return "symlink to a folder inside AUDIO_DIR (its files are found anyway)"
+    if folder.is_symlink() and os.path.commonpath([real, audio_root]) == real:
+        return "symlink loop: it leads to a folder that contains AUDIO_DIR"
+    if real in searched:
+        return "folder already searched (symlink loop or second link to it)"
+    return None
 
 
 def label_rule(audio_files, audio_dir, rule):
@@ -397,31 +500,44 @@ def label_rule(audio_files, audio_dir, rule):
 def file_key(path, audio_dir):
     """Identify a file's content cheaply: relative path, size and modification time."""
     stat = path.stat()
-    return f"{path.relative_to(audio_dir).as_posix()}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{printable(path.relative_to(audio_dir).as_posix())}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 class _Cache:
-    def __init__(self, entries, changed):
-        self.entries = entries
-        self.changed = changed
+    def __init__(self, entries=None, failures=None, changed=()):
+        self.entries = entries or {}        # file key -> [(clip, spectrogram row)]
+        self.failures = failures or {}      # file key -> reason it was skipped
+        self.changed = list(changed)        # names of the parameters that differ
 
 
 def load_cache(spectrograms_dir, params):
-    """Spectrograms of an earlier run that can be reused: same parameters, same files."""
+    """What an earlier run made of each file, reusable when the parameters are the same.
+
+    Files are identified by path, size and modification time (``file_key``): a
+    changed file is processed again, an unchanged one reuses its spectrograms or,
+    if it was skipped, its reason.
+    """
     spectrograms_dir = Path(spectrograms_dir)
+    if not (spectrograms_dir / "params.json").exists():
+        return _Cache()
     try:
         old_params = read_json(spectrograms_dir / "params.json")
-        clips = read_json(spectrograms_dir / "clips.json")
-        array = np.load(spectrograms_dir / "spectrograms.npy", mmap_mode="r")
-    except (OSError, ValueError):
-        return _Cache({}, [])
-    changed = sorted(name for name in set(params) | set(old_params) if params.get(name) != old_params.get(name))
-    if changed or len(array) != len(clips):
-        return _Cache({}, changed)
+        changed = sorted(name for name in set(params) | set(old_params)
+                         if params.get(name) != old_params.get(name))
+        if changed:
+            return _Cache(changed=changed)
+        array, clips, _ = load_spectrograms(spectrograms_dir)
+    except (PipelineError, OSError, ValueError, AttributeError):
+        return _Cache()  # damaged or incomplete: everything is processed again
+    try:
+        report = read_json(spectrograms_dir / "report.json")
+        failures = {item["key"]: item["reason"] for item in report["files_skipped"] if "key" in item}
+    except (OSError, ValueError, TypeError, KeyError):
+        failures = {}  # skipped files are simply tried again
     entries = {}
     for index, clip in enumerate(clips):
         entries.setdefault(clip.get("key"), []).append((clip, array[index]))
-    return _Cache(entries, [])
+    return _Cache(entries, failures)
 
 
 def write_demo_set(audio_dir, config):
@@ -451,6 +567,7 @@ def validate(config):
         (0 < config.HOP_LENGTH <= config.FRAME_SIZE,
          f"HOP_LENGTH must be between 1 and FRAME_SIZE={config.FRAME_SIZE}, got {config.HOP_LENGTH}"),
         (config.LONG_FILES in ("cut", "split"), f"LONG_FILES must be 'cut' or 'split', got {config.LONG_FILES!r}"),
+        (config.MAX_CLIPS_PER_FILE >= 1, f"MAX_CLIPS_PER_FILE must be at least 1, got {config.MAX_CLIPS_PER_FILE}"),
         (config.TOP_DB > 0, f"TOP_DB must be positive, got {config.TOP_DB}"),
         (config.NUM_WORKERS >= 0, f"NUM_WORKERS must be >= 0, got {config.NUM_WORKERS}"),
     ]
@@ -469,25 +586,45 @@ def load_spectrograms(spectrograms_dir, mmap=True):
     incomplete or from an incompatible version.
     """
     spectrograms_dir = Path(spectrograms_dir)
+    if not spectrograms_dir.is_dir():
+        raise PipelineError(f"{spectrograms_dir} does not exist: run preprocess.py first "
+                            f"(or pass --spectrograms_dir=PATH)")
     required = ["spectrograms.npy", "clips.json", "params.json"]
     missing = [name for name in required if not (spectrograms_dir / name).exists()]
     if missing:
         raise PipelineError(f"{spectrograms_dir} has no {', '.join(missing)}: run preprocess.py first "
                             f"(or pass --spectrograms_dir=PATH)")
-    params = read_json(spectrograms_dir / "params.json")
+    params = _read_index(spectrograms_dir / "params.json", dict)
     if params.get("format_version") != FORMAT_VERSION:
         raise PipelineError(f"{spectrograms_dir} was written by an incompatible version "
                             f"(format {params.get('format_version')}, expected {FORMAT_VERSION}): run preprocess.py again")
-    clips = read_json(spectrograms_dir / "clips.json")
-    spectrograms = np.load(spectrograms_dir / "spectrograms.npy", mmap_mode="r" if mmap else None)
-    expected = (len(clips), params["n_bins"], params["n_frames"])
-    if spectrograms.shape != expected:
-        raise PipelineError(f"{spectrograms_dir}/spectrograms.npy has shape {spectrograms.shape} but clips.json "
-                            f"and params.json describe {expected}: run preprocess.py again")
+    clips = _read_index(spectrograms_dir / "clips.json", list)
+    try:
+        spectrograms = np.load(spectrograms_dir / "spectrograms.npy", mmap_mode="r" if mmap else None)
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{spectrograms_dir}/spectrograms.npy is damaged ({_first_line(error)}): "
+                            f"run preprocess.py again") from None
+    expected = (len(clips), params.get("n_bins"), params.get("n_frames"))
+    if spectrograms.shape != expected or spectrograms.dtype != np.float32:
+        raise PipelineError(f"{spectrograms_dir}/spectrograms.npy holds {spectrograms.dtype} of shape "
+                            f"{spectrograms.shape} but clips.json and params.json describe float32 of shape "
+                            f"{expected}: run preprocess.py again")
     for clip in clips:
-        if "min" not in clip or "max" not in clip:
-            raise PipelineError(f"clips.json has no min/max entry for clip {clip.get('id')!r}: run preprocess.py again")
+        if not isinstance(clip, dict) or "id" not in clip or "min" not in clip or "max" not in clip:
+            raise PipelineError(f"clips.json has no id/min/max entry for clip {clip!r:.80}: run preprocess.py again")
     return spectrograms, clips, params
+
+
+def _read_index(path, expected_type):
+    """Read one of the JSON files of a spectrograms folder, or refuse it clearly."""
+    try:
+        data = read_json(path)
+    except (OSError, ValueError) as error:
+        raise PipelineError(f"{path} is damaged ({_first_line(error)}): run preprocess.py again") from None
+    if not isinstance(data, expected_type):
+        raise PipelineError(f"{path} holds a {type(data).__name__}, not a {expected_type.__name__}: "
+                            f"run preprocess.py again")
+    return data
 
 
 def print_summary(report, params):
@@ -500,7 +637,9 @@ def print_summary(report, params):
               f"every file was processed again")
     skipped = report["files_skipped"]
     if skipped:
-        print(f"{len(skipped)} files skipped:" + _skipped_text(skipped))
+        kinds = Counter(re.split(r" \(|:", item["reason"])[0] for item in skipped)
+        tally = ", ".join(f"{count} {kind}" for kind, count in kinds.most_common())
+        print(f"{len(skipped)} skipped ({tally}):" + _skipped_text(skipped))
 
 
 def main(argv=None):

@@ -1,0 +1,510 @@
+"""Robustness: messy real-world folders, crashes mid-run, damaged or untrusted files.
+
+Every input file ends up either as a clip or in report["files_skipped"] with its
+reason; nothing crashes the run, nothing unsafe is loaded, nothing is written
+outside its folder.
+"""
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import tracemalloc
+import wave
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+import preprocess
+from configurator import PipelineError, configure
+from conftest import tone
+from fileio import MAX_NAME_BYTES, safe_name
+from preprocess import Loader, PreprocessingPipeline, Saver, load_spectrograms
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+SAMPLE_RATE = 22050
+NUM_SAMPLES = 16317                     # DURATION 0.74 s at 22050 Hz
+
+
+def run_preprocess(audio_dir, spectrograms_dir, *extra):
+    config = configure(vars(preprocess), [f"--audio_dir={audio_dir}", f"--spectrograms_dir={spectrograms_dir}",
+                                          "--num_workers=1", *extra])
+    preprocess.validate(config)
+    return PreprocessingPipeline(config).run()
+
+
+def skip_reasons(report):
+    """File name -> reason, for every skipped file or folder."""
+    return {Path(item["file"]).name: item["reason"] for item in report["files_skipped"]}
+
+
+def dominant_frequency(signal, sample_rate=SAMPLE_RATE):
+    spectrum = np.abs(np.fft.rfft(signal))
+    return np.fft.rfftfreq(len(signal), 1 / sample_rate)[np.argmax(spectrum)]
+
+
+def peak_row(spectrogram, frame=5):
+    """The frequency row with the most energy, for a 512-sample frame at 22050 Hz."""
+    return int(np.argmax(spectrogram[:, frame]))
+
+
+# --- formats, bit depths, channels, sample rates -----------------------------
+
+@pytest.mark.parametrize("fmt,subtype,extension", [
+    ("WAV", "PCM_U8", ".wav"), ("WAV", "PCM_16", ".wav"), ("WAV", "PCM_24", ".wav"), ("WAV", "PCM_32", ".wav"),
+    ("WAV", "FLOAT", ".wav"), ("WAV", "DOUBLE", ".wav"), ("WAVEX", "PCM_24", ".wav"), ("FLAC", "PCM_24", ".flac"),
+    ("OGG", "VORBIS", ".ogg"), ("AIFF", "PCM_16", ".aiff"), ("CAF", "PCM_16", ".caf"), ("W64", "FLOAT", ".w64"),
+])
+def test_every_format_and_bit_depth_loads_at_the_right_pitch(tmp_path, fmt, subtype, extension):
+    path = tmp_path / ("tone" + extension)
+    sf.write(path, tone(440, amplitude=0.5), SAMPLE_RATE, format=fmt, subtype=subtype)
+    signal = Loader(SAMPLE_RATE).load(path)
+    assert dominant_frequency(signal) == pytest.approx(440, abs=3)
+    assert np.max(np.abs(signal)) == pytest.approx(0.5, abs=0.05)
+
+
+def test_wave_extensible_files_that_the_wave_module_refuses_are_read(tmp_path):
+    path = tmp_path / "extensible.wav"
+    sf.write(path, tone(440), SAMPLE_RATE, format="WAVEX", subtype="FLOAT")
+    with pytest.raises(wave.Error):
+        wave.open(str(path)).close()
+    assert len(Loader(SAMPLE_RATE).load(path)) == len(tone(440))
+
+
+@pytest.mark.parametrize("channels", [1, 2, 3, 6, 8])
+def test_any_channel_count_is_mixed_to_mono(tmp_path, channels):
+    signal = tone(440, amplitude=0.8)
+    multichannel = np.zeros((len(signal), channels), dtype=np.float32)
+    multichannel[:, 0] = signal  # only the first channel sounds
+    sf.write(tmp_path / "multi.wav", multichannel, SAMPLE_RATE)
+    mono = Loader(SAMPLE_RATE).load(tmp_path / "multi.wav")
+    assert mono.ndim == 1
+    np.testing.assert_allclose(mono, signal / channels, atol=1e-4)
+
+
+@pytest.mark.parametrize("file_rate", [8000, 11025, 44100, 48000, 96000, 192000])
+def test_any_sample_rate_is_resampled_to_the_target_rate(tmp_path, file_rate):
+    sf.write(tmp_path / "tone.wav", tone(440, seconds=0.5, sample_rate=file_rate), file_rate)
+    signal = Loader(SAMPLE_RATE).load(tmp_path / "tone.wav")
+    assert len(signal) == pytest.approx(SAMPLE_RATE // 2, abs=2)
+    assert dominant_frequency(signal) == pytest.approx(440, abs=3)
+
+
+# --- short, long, silent, broken ----------------------------------------------
+
+def test_a_file_shorter_than_one_frame_is_padded_into_a_full_clip(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "blip.wav", tone(2000, seconds=0.005), SAMPLE_RATE)  # 110 samples < 512
+    run_preprocess(folder, tmp_path / "spectrograms")
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert spectrograms.shape == (1, 256, 128)
+    assert np.all(np.isfinite(spectrograms)) and spectrograms.min() == 0.0 and spectrograms.max() == 1.0
+    energy_per_frame = spectrograms[0].mean(axis=0)
+    assert energy_per_frame[:3].mean() > energy_per_frame[-10:].mean()  # the blip, then padded silence
+
+
+def test_a_one_sample_click_becomes_a_clip(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "click.wav", np.array([0.9], dtype=np.float32), 8000)
+    report = run_preprocess(folder, tmp_path / "spectrograms")
+    spectrograms, _, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert report["clips_written"] == 1
+    assert np.all(np.isfinite(spectrograms))
+
+
+@pytest.mark.parametrize("bad_value", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_samples_are_reported_not_written(tmp_path, bad_value):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    broken = tone(440)
+    broken[100] = bad_value
+    sf.write(folder / "broken.wav", broken, SAMPLE_RATE, subtype="FLOAT")
+    sf.write(folder / "good.wav", tone(440), SAMPLE_RATE)
+    report = run_preprocess(folder, tmp_path / "spectrograms")
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert skip_reasons(report) == {"broken.wav": "contains NaN or infinite samples"}
+    assert [clip["file"] for clip in clips] == ["good.wav"]
+    assert np.all(np.isfinite(spectrograms))
+
+
+def test_silent_and_denormal_files_are_reported_and_nothing_non_finite_is_written(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "zeros.wav", np.zeros(8000, dtype=np.float32), SAMPLE_RATE)
+    sf.write(folder / "denormals.wav", np.full(8000, 1e-40, dtype=np.float32), SAMPLE_RATE, subtype="FLOAT")
+    sf.write(folder / "good.wav", tone(440), SAMPLE_RATE)
+    report = run_preprocess(folder, tmp_path / "spectrograms")
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    reasons = skip_reasons(report)
+    assert reasons["zeros.wav"].startswith("silent") and reasons["denormals.wav"].startswith("silent")
+    assert len(clips) == 1 and np.all(np.isfinite(spectrograms))
+    assert all(np.isfinite([clip["min"], clip["max"]]).all() for clip in clips)
+
+
+def test_zero_byte_and_truncated_files_are_reported_with_a_reason(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "good.wav", tone(440), SAMPLE_RATE)
+    (folder / "zero.wav").write_bytes(b"")
+    (folder / "cut_header.wav").write_bytes((folder / "good.wav").read_bytes()[:30])
+    (folder / "cut_header.flac").write_bytes(b"fLaC\x00\x00\x00\x22")
+    reasons = skip_reasons(run_preprocess(folder, tmp_path / "spectrograms"))
+    assert reasons["zero.wav"] == "empty file (0 bytes)"
+    assert reasons["cut_header.wav"].startswith("unreadable audio")
+    assert reasons["cut_header.flac"].startswith("unreadable audio")
+
+
+def test_non_audio_files_are_reported_with_their_extension(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "kick.wav", tone(60), SAMPLE_RATE)
+    (folder / "kick.wav.asd").write_bytes(b"Ableton analysis")
+    (folder / "README").write_text("samples by me")
+    (folder / ".DS_Store").write_bytes(b"\x00\x00\x00\x01Bud1")
+    reasons = skip_reasons(run_preprocess(folder, tmp_path / "spectrograms"))
+    assert reasons == {"kick.wav.asd": "not an audio file (extension '.asd')",
+                       "README": "not an audio file (extension 'none')",
+                       ".DS_Store": "hidden file"}
+
+
+def test_hidden_folders_are_reported_not_searched(tmp_path):
+    folder = tmp_path / "audio"
+    (folder / ".git").mkdir(parents=True)
+    sf.write(folder / ".git" / "hidden.wav", tone(440), SAMPLE_RATE)
+    sf.write(folder / "kick.wav", tone(60), SAMPLE_RATE)
+    report = run_preprocess(folder, tmp_path / "spectrograms")
+    assert report["clips_written"] == 1
+    assert skip_reasons(report) == {".git": "hidden folder (not searched)"}
+
+
+def write_long_file(path, seconds, sample_rate, first_frequency=300.0, later_frequency=3000.0):
+    """A file whose first 0.74 s is one tone and the rest another, written in chunks."""
+    t = np.arange(sample_rate) / sample_rate
+    with sf.SoundFile(path, "w", sample_rate, 1, subtype="PCM_16") as sound:
+        for second in range(seconds):
+            frequency = np.where(second + t < 0.74, first_frequency, later_frequency)
+            sound.write((0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32))
+
+
+def test_long_files_cut_keep_only_the_first_duration(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    write_long_file(folder / "loop.wav", seconds=5, sample_rate=SAMPLE_RATE)
+    run_preprocess(folder, tmp_path / "spectrograms", "--long_files=cut")
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert [clip["id"] for clip in clips] == ["loop.wav"]
+    assert peak_row(spectrograms[0], frame=20) == pytest.approx(300 / (SAMPLE_RATE / 512), abs=1)
+
+
+def test_long_files_split_make_at_most_max_clips_per_file(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    write_long_file(folder / "loop.wav", seconds=10, sample_rate=SAMPLE_RATE)
+    run_preprocess(folder, tmp_path / "spectrograms", "--long_files=split", "--max_clips_per_file=4")
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert [clip["id"] for clip in clips] == ["loop.wav#0", "loop.wav#1", "loop.wav#2", "loop.wav#3"]
+    assert peak_row(spectrograms[0], frame=20) == pytest.approx(300 / (SAMPLE_RATE / 512), abs=1)
+    assert peak_row(spectrograms[1], frame=20) == pytest.approx(3000 / (SAMPLE_RATE / 512), abs=1)
+
+
+def test_a_ten_minute_96_khz_file_costs_little_memory_and_time(tmp_path):
+    path = tmp_path / "ten_minutes.wav"
+    write_long_file(path, seconds=600, sample_rate=96000)
+    loader = Loader(SAMPLE_RATE, max_duration=0.74)
+    sf.write(tmp_path / "short.wav", tone(440, sample_rate=96000), 96000)
+    loader.load(tmp_path / "short.wav")  # imports librosa and the resampler before measuring
+    tracemalloc.start()
+    started = time.perf_counter()
+    signal = loader.load(path)
+    seconds = time.perf_counter() - started
+    _, peak_bytes = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert len(signal) == pytest.approx((0.74 + preprocess.RESAMPLE_MARGIN) * SAMPLE_RATE, abs=2)
+    assert peak_bytes < 5_000_000  # the whole file as float32 would be 230 MB
+    assert seconds < 1.0
+
+
+def test_cut_reading_gives_the_same_start_as_reading_the_whole_file(tmp_path):
+    sf.write(tmp_path / "tone.wav", tone(440, seconds=3.0, sample_rate=44100, decay=0.1), 44100)
+    whole = Loader(SAMPLE_RATE).load(tmp_path / "tone.wav")[:NUM_SAMPLES]
+    start = Loader(SAMPLE_RATE, max_duration=0.74).load(tmp_path / "tone.wav")[:NUM_SAMPLES]
+    np.testing.assert_allclose(start, whole, atol=1e-5)
+
+
+# --- names, duplicates, symlinks ---------------------------------------------
+
+def test_names_with_spaces_and_accents_keep_their_name_in_clip_ids(tmp_path):
+    folder = tmp_path / "audio"
+    (folder / "café crème").mkdir(parents=True)
+    sf.write(folder / "café crème" / "Kick drüm 01.wav", tone(60), SAMPLE_RATE)
+    run_preprocess(folder, tmp_path / "spectrograms")
+    _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert clips[0]["id"] == "café crème/Kick drüm 01.wav"
+    assert clips[0]["label"] == "café crème"
+
+
+def test_names_that_are_not_utf8_are_read_and_written_escaped(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    name = os.fsdecode(b"snare\xff.wav")
+    sf.write(os.fsencode(folder / name), tone(200), SAMPLE_RATE)
+    run_preprocess(folder, tmp_path / "spectrograms")
+    clips = json.loads((tmp_path / "spectrograms" / "clips.json").read_text(encoding="utf-8"))
+    assert clips[0]["id"] == "snare\\xff.wav"
+
+
+def test_the_same_name_in_two_folders_gives_two_clips_with_unique_ids(tmp_path):
+    folder = tmp_path / "audio"
+    for pack, frequency in (("pack_a", 100), ("pack_b", 2000)):
+        (folder / pack).mkdir(parents=True)
+        sf.write(folder / pack / "kick.wav", tone(frequency), SAMPLE_RATE)
+    run_preprocess(folder, tmp_path / "spectrograms")
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert [clip["id"] for clip in clips] == ["pack_a/kick.wav", "pack_b/kick.wav"]
+    assert peak_row(spectrograms[0]) < peak_row(spectrograms[1])
+
+
+def test_symlinked_files_are_read(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(tmp_path / "elsewhere.wav", tone(440), SAMPLE_RATE)
+    (folder / "linked.wav").symlink_to(tmp_path / "elsewhere.wav")
+    run_preprocess(folder, tmp_path / "spectrograms")
+    _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert [clip["id"] for clip in clips] == ["linked.wav"]
+
+
+def test_symlinked_folders_outside_audio_dir_are_followed(tmp_path):
+    folder = tmp_path / "audio"
+    (tmp_path / "sample_pack").mkdir()
+    folder.mkdir()
+    sf.write(tmp_path / "sample_pack" / "snare.wav", tone(440), SAMPLE_RATE)
+    (folder / "pack").symlink_to(tmp_path / "sample_pack")
+    run_preprocess(folder, tmp_path / "spectrograms")
+    _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert [clip["id"] for clip in clips] == ["pack/snare.wav"]
+
+
+def test_symlink_loops_are_reported_and_do_not_hang(tmp_path):
+    folder = tmp_path / "audio"
+    (folder / "kicks").mkdir(parents=True)
+    (tmp_path / "pack").mkdir()
+    sf.write(folder / "kicks" / "kick.wav", tone(60), SAMPLE_RATE)
+    sf.write(tmp_path / "pack" / "snare.wav", tone(440), SAMPLE_RATE)
+    (folder / "kicks" / "again").symlink_to(folder / "kicks")       # into itself
+    (folder / "kicks" / "up").symlink_to(tmp_path)                  # to a folder holding AUDIO_DIR
+    (folder / "pack").symlink_to(tmp_path / "pack")                 # outside: followed...
+    (tmp_path / "pack" / "self").symlink_to(tmp_path / "pack")      # ...but not round its own loop
+    started = time.perf_counter()
+    report = run_preprocess(folder, tmp_path / "spectrograms")
+    _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    reasons = skip_reasons(report)
+    assert time.perf_counter() - started < 10
+    assert [clip["id"] for clip in clips] == ["kicks/kick.wav", "pack/snare.wav"]
+    assert reasons == {"again": "symlink to a folder inside AUDIO_DIR (its files are found anyway)",
+                       "up": "symlink loop: it leads to a folder that contains AUDIO_DIR",
+                       "self": "folder already searched (symlink loop or second link to it)"}
+
+
+def test_broken_symlinks_are_reported(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    sf.write(folder / "kick.wav", tone(60), SAMPLE_RATE)
+    (folder / "gone.wav").symlink_to(tmp_path / "deleted.wav")
+    assert skip_reasons(run_preprocess(folder, tmp_path / "spectrograms")) == {"gone.wav": "broken symlink"}
+
+
+def test_the_script_exits_with_status_1_and_advice_when_nothing_is_usable(tmp_path):
+    folder = tmp_path / "junk"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("no sounds here")
+    (folder / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    result = subprocess.run([sys.executable, "preprocess.py", f"--audio_dir={folder}",
+                             f"--spectrograms_dir={tmp_path / 'spectrograms'}"],
+                            cwd=PROJECT_DIR, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 1
+    assert "error: no usable audio found" in result.stderr
+    assert "Put WAV/FLAC/OGG/AIFF files there" in result.stderr
+    assert "broken.wav: unreadable audio" in result.stderr and "notes.txt: not an audio file" in result.stderr
+
+
+# --- reruns and crashes mid-run -------------------------------------------------
+
+def test_a_rerun_reports_unchanged_skipped_files_again_without_retrying_them(audio_folder, tmp_path, monkeypatch):
+    (audio_folder / "low" / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    first = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    loaded = []
+    original_load = Loader.load
+    monkeypatch.setattr(Loader, "load", lambda self, path: loaded.append(path) or original_load(self, path))
+    again = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    assert loaded == []
+    assert (again["files_processed"], again["files_reused"]) == (0, 6)
+    assert skip_reasons(again) == skip_reasons(first) == {"broken.wav": skip_reasons(first)["broken.wav"]}
+    assert skip_reasons(again)["broken.wav"].startswith("unreadable audio")
+
+
+
+def folder_contents(folder):
+    return {path.name: path.read_bytes() for path in sorted(Path(folder).iterdir())}
+
+
+def test_an_error_while_writing_the_array_leaves_the_previous_spectrograms_intact(audio_folder, tmp_path, monkeypatch):
+    run_preprocess(audio_folder, tmp_path / "spectrograms")
+    before = folder_contents(tmp_path / "spectrograms")
+    sf.write(audio_folder / "low" / "low_110.wav", tone(170), SAMPLE_RATE)  # one file to redo
+
+    def crash(*args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(Saver, "read_slot", crash)
+    with pytest.raises(KeyboardInterrupt):
+        run_preprocess(audio_folder, tmp_path / "spectrograms")
+    assert folder_contents(tmp_path / "spectrograms") == before  # no temporary files left either
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert len(clips) == len(spectrograms) == 6
+
+
+def test_an_error_while_moving_files_into_place_leaves_the_previous_spectrograms_intact(audio_folder, tmp_path,
+                                                                                         monkeypatch):
+    run_preprocess(audio_folder, tmp_path / "spectrograms")
+    before = folder_contents(tmp_path / "spectrograms")
+    sf.write(audio_folder / "low" / "extra.wav", tone(120), SAMPLE_RATE)  # the new run has 7 clips
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space left"):
+        run_preprocess(audio_folder, tmp_path / "spectrograms")
+    monkeypatch.undo()
+    assert folder_contents(tmp_path / "spectrograms") == before
+    spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert len(clips) == len(spectrograms) == 6
+
+
+# --- refusing damaged spectrogram and model folders ---------------------------
+
+@pytest.fixture
+def spectrograms_dir(audio_folder, tmp_path):
+    run_preprocess(audio_folder, tmp_path / "spectrograms")
+    return tmp_path / "spectrograms"
+
+
+def edit_json(path, change):
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data))
+
+
+def test_load_spectrograms_refuses_an_absent_folder(tmp_path):
+    with pytest.raises(PipelineError, match="does not exist: run preprocess.py first"):
+        load_spectrograms(tmp_path / "nowhere")
+
+
+def test_load_spectrograms_refuses_a_clip_without_min_max(spectrograms_dir):
+    edit_json(spectrograms_dir / "clips.json", lambda clips: clips[2].pop("max"))
+    with pytest.raises(PipelineError, match="no id/min/max entry .* run preprocess.py again"):
+        load_spectrograms(spectrograms_dir)
+
+
+def test_load_spectrograms_refuses_another_format_version(spectrograms_dir):
+    edit_json(spectrograms_dir / "params.json", lambda params: params.update(format_version=99))
+    with pytest.raises(PipelineError, match=r"incompatible version \(format 99, expected 1\)"):
+        load_spectrograms(spectrograms_dir)
+
+
+def test_load_spectrograms_refuses_an_array_whose_rows_do_not_match_clips(spectrograms_dir):
+    edit_json(spectrograms_dir / "clips.json", lambda clips: clips.pop())
+    with pytest.raises(PipelineError, match=r"shape \(6, 256, 128\) but .* describe float32 of shape \(5, 256, 128\)"):
+        load_spectrograms(spectrograms_dir)
+
+
+def test_load_spectrograms_refuses_damaged_json(spectrograms_dir):
+    (spectrograms_dir / "clips.json").write_text('[{"id": "cut in the mid')
+    with pytest.raises(PipelineError, match="clips.json is damaged"):
+        load_spectrograms(spectrograms_dir)
+
+
+def test_load_spectrograms_refuses_an_array_that_needs_pickle(spectrograms_dir):
+    np.save(spectrograms_dir / "spectrograms.npy", np.array([{"evil": 1}], dtype=object), allow_pickle=True)
+    with pytest.raises(PipelineError, match="spectrograms.npy is damaged"):
+        load_spectrograms(spectrograms_dir)
+
+
+def write_model_folder(folder, format_version, model_bytes):
+    """A model folder as train.py lays it out, with the given training format and model file."""
+    folder.mkdir()
+    (folder / "model.keras").write_bytes(model_bytes)
+    (folder / "params.json").write_text(json.dumps({"format_version": 1}))
+    (folder / "training.json").write_text(json.dumps({"format_version": format_version, "label_names": []}))
+    return folder
+
+
+def test_load_model_folder_refuses_another_training_format_version(tmp_path):
+    from generate import load_model_folder
+    from train import TRAINING_FORMAT_VERSION
+
+    folder = write_model_folder(tmp_path / "model", TRAINING_FORMAT_VERSION + 1, b"not even looked at")
+    with pytest.raises(PipelineError, match="incompatible version of train.py"):
+        load_model_folder(folder)
+
+
+def test_load_model_folder_refuses_a_damaged_model_file(tmp_path):
+    from generate import load_model_folder
+    from train import TRAINING_FORMAT_VERSION
+
+    garbage = np.random.default_rng(0).bytes(4096)
+    folder = write_model_folder(tmp_path / "model", TRAINING_FORMAT_VERSION, b"PK\x03\x04" + garbage)
+    with pytest.raises(PipelineError, match="model.keras .*damaged"):
+        load_model_folder(folder)
+
+
+# --- nothing unsafe to load, nothing written outside its folder ---------------
+
+def test_no_project_code_uses_pickle_or_unsafe_loading():
+    # Code, not prose: docstrings may say "no pickle".
+    unsafe = re.compile(r"import (c?pickle|dill|joblib|shelve)|from (c?pickle|dill|joblib|shelve) |pickle\.\w|"
+                        r"read_pickle|\.pkl\b|allow_pickle\s*=\s*True|safe_mode\s*=\s*False")
+    sources = [path for path in PROJECT_DIR.rglob("*.py")
+               if not {"tests", ".venv", "venv"} & set(path.relative_to(PROJECT_DIR).parts)]
+    offending = [f"{path.relative_to(PROJECT_DIR)}:{number}: {line.strip()}"
+                 for path in sources
+                 for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+                 if unsafe.search(line)]
+    assert len(sources) >= 6
+    assert offending == []
+
+
+@pytest.mark.parametrize("name", ["../../evil", "a/b", "..", ".", "", "/etc/passwd", "C:\\\\Windows\\\\x",
+                                  ".hidden", "kick drüm é", "a" * 300, "🥁" * 100, "nul\x00byte",
+                                  os.fsdecode(b"bad\xffbyte")])
+def test_safe_name_stays_inside_its_folder(tmp_path, name):
+    safe = safe_name(name)
+    assert safe and "/" not in safe and "\\" not in safe and "\x00" not in safe
+    assert not safe.startswith(".")
+    assert len(safe.encode("utf-8")) <= MAX_NAME_BYTES
+    assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
+
+
+def test_safe_name_keeps_accents_and_turns_spaces_into_underscores():
+    assert safe_name("Kick drüm 01") == "Kick_drüm_01"
+    assert safe_name("../../evil") == "evil"
+    assert safe_name("") == "clip"
+
+
+def test_write_wavs_writes_every_name_inside_the_folder_without_overwriting(tmp_path):
+    from generate import write_wavs
+
+    names = ["../../evil", "a/b", "a_b", "..", "", "café crème", "Kick drüm"]
+    signals = [np.full(100, 0.1 * (index + 1), dtype=np.float32) for index in range(len(names))]
+    paths = write_wavs(signals, names, tmp_path / "out", SAMPLE_RATE, peak_dbfs=-1.0)
+    written = sorted((tmp_path / "out").iterdir())
+    assert len(set(paths)) == len(names) == len(written)
+    assert all(path.resolve().parent == (tmp_path / "out").resolve() for path in written)
+    assert not (tmp_path / "evil.wav").exists()
+    levels = sorted(round(float(sf.read(path)[0][0]), 1) for path in paths)
+    assert levels == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # "a/b" and "a_b" both kept
