@@ -39,7 +39,7 @@ MAX_CLIPS_PER_FILE = 16                 # with LONG_FILES="split"
 SILENCE_DB = -60.0                      # a file whose peak is below this (dBFS) is skipped as silent
 # spectrogram
 FRAME_SIZE = 512                        # STFT window in samples; FRAME_SIZE // 2 frequency rows
-HOP_LENGTH = 128                        # samples between frames (75% overlap helps Griffin-Lim)
+HOP_LENGTH = 256                        # samples between frames (measured: see README, "Defaults")
 TOP_DB = 80.0                           # dynamic range kept below each clip's peak, dB
 # labels, used by the conditional model and by evaluate.py
 LABELS = "auto"                         # "auto", "folder", "filename" (FSDD: 7_jackson_32.wav -> 7) or "none"

@@ -96,11 +96,11 @@ def test_pipeline_writes_spectrograms_min_max_and_parameters(audio_folder, tmp_p
     report = run_preprocess(audio_folder, tmp_path / "spectrograms")
     spectrograms, clips, params = load_spectrograms(tmp_path / "spectrograms")
     assert report["clips_written"] == 6
-    assert spectrograms.shape == (6, params["n_bins"], params["n_frames"]) == (6, 256, 128)
+    assert spectrograms.shape == (6, params["n_bins"], params["n_frames"]) == (6, 256, 64)
     assert spectrograms.min() >= 0.0 and spectrograms.max() <= 1.0
     assert {clip["label"] for clip in clips} == {"low", "high"}
     assert all(clip["max"] - clip["min"] == pytest.approx(80.0, abs=1e-2) for clip in clips)
-    assert params["hop_length"] == 128 and params["sample_rate"] == 22050
+    assert params["hop_length"] == 256 and params["sample_rate"] == 22050
     # Only safe formats: JSON that parses, an .npy that loads without pickle.
     json.loads((tmp_path / "spectrograms" / "params.json").read_text())
     np.load(tmp_path / "spectrograms" / "spectrograms.npy", allow_pickle=False)
@@ -149,11 +149,11 @@ def test_rerun_reuses_unchanged_files_and_detects_changed_parameters(audio_folde
     sf.write(audio_folder / "low" / "low_110.wav", tone(170), 22050)  # changed content
     changed_file = run_preprocess(audio_folder, tmp_path / "spectrograms")
     assert (changed_file["files_processed"], changed_file["files_reused"]) == (1, 5)
-    changed_hop = run_preprocess(audio_folder, tmp_path / "spectrograms", "--hop_length=256")
+    changed_hop = run_preprocess(audio_folder, tmp_path / "spectrograms", "--hop_length=128")
     assert changed_hop["parameters_changed"] == ["hop_length", "n_frames"]
     assert changed_hop["files_processed"] == 6
     _, _, params = load_spectrograms(tmp_path / "spectrograms")
-    assert params["n_frames"] == 1 + 16317 // 256
+    assert params["n_frames"] == 1 + 16317 // 128
 
 
 def test_a_run_that_finds_nothing_usable_refuses_and_keeps_the_old_spectrograms(audio_folder, tmp_path):

@@ -102,7 +102,7 @@ def test_a_file_shorter_than_one_frame_is_padded_into_a_full_clip(tmp_path):
     sf.write(folder / "blip.wav", tone(2000, seconds=0.005), SAMPLE_RATE)  # 110 samples < 512
     run_preprocess(folder, tmp_path / "spectrograms")
     spectrograms, clips, _ = load_spectrograms(tmp_path / "spectrograms")
-    assert spectrograms.shape == (1, 256, 128)
+    assert spectrograms.shape == (1, 256, 64)
     assert np.all(np.isfinite(spectrograms)) and spectrograms.min() == 0.0 and spectrograms.max() == 1.0
     energy_per_frame = spectrograms[0].mean(axis=0)
     assert energy_per_frame[:3].mean() > energy_per_frame[-10:].mean()  # the blip, then padded silence
@@ -419,7 +419,7 @@ def test_load_spectrograms_refuses_another_format_version(spectrograms_dir):
 
 def test_load_spectrograms_refuses_an_array_whose_rows_do_not_match_clips(spectrograms_dir):
     edit_json(spectrograms_dir / "clips.json", lambda clips: clips.pop())
-    with pytest.raises(PipelineError, match=r"shape \(6, 256, 128\) but .* describe float32 of shape \(5, 256, 128\)"):
+    with pytest.raises(PipelineError, match=r"shape \(6, 256, 64\) but .* describe float32 of shape \(5, 256, 64\)"):
         load_spectrograms(spectrograms_dir)
 
 
