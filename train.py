@@ -257,16 +257,20 @@ class TrainingCheckpoint:
 
 
 def time_limit_callback(max_minutes):
-    """Stop training at the end of the epoch that passes ``max_minutes`` of training."""
+    """Stop training once ``max_minutes`` have passed (checked after every batch).
+
+    The epoch in progress ends early, is validated and checkpointed as usual, so
+    runs with the same budget can be compared fairly however long their epochs are.
+    """
     import keras
 
     class TimeLimit(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
             self.started = time.perf_counter()
 
-        def on_epoch_end(self, epoch, logs=None):
-            if time.perf_counter() - self.started > max_minutes * 60:
-                print(f"\nMAX_MINUTES={max_minutes} reached after epoch {epoch + 1}: stopping")
+        def on_train_batch_end(self, batch, logs=None):
+            if not self.model.stop_training and time.perf_counter() - self.started > max_minutes * 60:
+                print(f"\nMAX_MINUTES={max_minutes} reached: stopping after this batch")
                 self.model.stop_training = True
 
     return TimeLimit()
