@@ -49,11 +49,17 @@ class ConfigError(ValueError):
 
 
 def settings_of(namespace):
-    """Return the capitalised settings (name -> value) of a module namespace."""
+    """Return the capitalised settings (name -> value) of a module namespace.
+
+    Constants annotated ``typing.Final`` (file format versions, numerical
+    floors) are fixed, not settings.
+    """
+    fixed = {name for name, annotation in namespace.get("__annotations__", {}).items()
+             if "Final" in str(annotation)}
     return {
         name: value
         for name, value in namespace.items()
-        if name.isupper() and not name.startswith("_")
+        if name.isupper() and not name.startswith("_") and name not in fixed
         and isinstance(value, (bool, int, float, str, list, tuple, type(None)))
     }
 

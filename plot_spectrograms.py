@@ -20,6 +20,7 @@ Run ``python plot_spectrograms.py --help`` to list the settings.
 
 import csv
 from pathlib import Path
+from typing import Final
 
 import matplotlib
 
@@ -46,12 +47,12 @@ LATENT_GRID_SIZE = 5                    # latent_grid.png has this many rows and
 LATENT_GRID_SPAN = 2.0                  # its edges are this many standard deviations from the centre
 MAX_MAP_CLIPS = 5000                    # the latent map encodes at most this many clips (evenly spread)
 
-GENERATED_COLUMNS = 4
-PANEL_SIZE = (4.0, 2.3)                 # inches per spectrogram panel (width, height)
+GENERATED_COLUMNS: Final = 4
+PANEL_SIZE: Final = (4.0, 2.3)                 # inches per spectrogram panel (width, height)
 FIGURE_STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
                 "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8,
                 "figure.titlesize": 11}
-LOSS_PANELS = [                         # (history.csv column, panel title)
+LOSS_PANELS: Final = [                         # (history.csv column, panel title)
     ("loss", "total loss"),
     ("reconstruction_loss", "reconstruction loss (MSE)"),
     ("kl_loss", "KL divergence"),

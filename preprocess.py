@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from multiprocessing import get_context
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -48,12 +49,12 @@ NUM_WORKERS = 0                         # processes; 0 = one per CPU core
 DEMO_CLIPS_PER_CLASS = 60               # built-in drum set written when AUDIO_DIR is empty
 SEED = 0
 
-AUDIO_EXTENSIONS = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc",
+AUDIO_EXTENSIONS: Final = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc",
                     ".mp3", ".opus", ".au", ".snd", ".caf", ".w64", ".rf64"}
-AMIN = 1e-5                             # smallest magnitude before log: -100 dB
-FILE_RATE_RANGE = (1000, 1_000_000)     # Hz; a header outside it is damaged, not audio
-RESAMPLE_MARGIN = 0.05                  # seconds read past the part kept, so resampling its end is exact
-FORMAT_VERSION = 1                      # of the files written here; bumped on incompatible change
+AMIN: Final = 1e-5                             # smallest magnitude before log: -100 dB
+FILE_RATE_RANGE: Final = (1000, 1_000_000)     # Hz; a header outside it is damaged, not audio
+RESAMPLE_MARGIN: Final = 0.05                  # seconds read past the part kept, so resampling its end is exact
+FORMAT_VERSION: Final = 1                      # of the files written here; bumped on incompatible change
 FSDD_NAME = re.compile(r"^([^_]+)_[^_]+_\d+$")
 
 

@@ -17,6 +17,7 @@ import shutil
 import time
 import zlib
 from pathlib import Path
+from typing import Final
 
 import numpy as np
 
@@ -49,7 +50,7 @@ SEED = 0
 RESUME = True                           # continue an interrupted run of the same settings in MODEL_DIR
 VERBOSE = 1                             # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 
-TRAINING_FORMAT_VERSION = 1
+TRAINING_FORMAT_VERSION: Final = 1
 FSDD_NAME = re.compile(r"^(?P<digit>[^_/]+)_(?P<speaker>[^_/]+)_(?P<take>\d+)\.\w+$")
 
 

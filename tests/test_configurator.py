@@ -64,3 +64,12 @@ def test_unknown_preset_is_refused():
 def test_settings_are_not_modified_in_place():
     configure(SETTINGS, ["--epochs=99"])
     assert SETTINGS["EPOCHS"] == 10
+
+
+def test_constants_annotated_final_are_not_settings():
+    from typing import Final  # noqa: F401
+
+    namespace = {"EPOCHS": 3, "FORMAT_VERSION": 1, "__annotations__": {"FORMAT_VERSION": "Final"}}
+    assert vars(configure(namespace, [])) == {"EPOCHS": 3}
+    with pytest.raises(ConfigError, match="unknown setting --format_version"):
+        configure(namespace, ["--format_version=2"])
