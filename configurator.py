@@ -153,6 +153,13 @@ def configure(namespace, argv=None):
     return SimpleNamespace(**settings)
 
 
+def require(checks):
+    """Raise PipelineError with the message of the first (ok, message) check that fails."""
+    for ok, message in checks:
+        if not ok:
+            raise PipelineError(message)
+
+
 def run_script(main):
     """Run ``main()``; print a ConfigError or PipelineError as one clear line and exit non-zero."""
     try:

@@ -31,7 +31,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
-from configurator import PipelineError, configure, run_script
+from configurator import PipelineError, configure, require, run_script
 from fileio import read_json
 
 # I/O
@@ -480,9 +480,7 @@ def validate(config):
         (config.LATENT_GRID_SPAN > 0, f"LATENT_GRID_SPAN must be positive, got {config.LATENT_GRID_SPAN}"),
         (config.MAX_MAP_CLIPS >= 2, f"MAX_MAP_CLIPS must be at least 2, got {config.MAX_MAP_CLIPS}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise PipelineError(message)
+    require(checks)
 
 
 def main(argv=None):

@@ -26,7 +26,7 @@ from typing import Final
 
 import numpy as np
 
-from configurator import PipelineError, configure, run_script
+from configurator import PipelineError, configure, require, run_script
 from fileio import atomic_write_all, json_writer, printable, read_json
 
 # I/O
@@ -572,9 +572,7 @@ def validate(config):
         (config.TOP_DB > 0, f"TOP_DB must be positive, got {config.TOP_DB}"),
         (config.NUM_WORKERS >= 0, f"NUM_WORKERS must be >= 0, got {config.NUM_WORKERS}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise PipelineError(message)
+    require(checks)
     if config.DURATION * config.SAMPLE_RATE < config.FRAME_SIZE:
         raise PipelineError(f"DURATION={config.DURATION} s is shorter than one frame "
                             f"({config.FRAME_SIZE} samples at {config.SAMPLE_RATE} Hz)")

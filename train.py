@@ -21,7 +21,7 @@ from typing import Final
 
 import numpy as np
 
-from configurator import PipelineError, configure, run_script
+from configurator import PipelineError, configure, require, run_script
 from fileio import atomic_write, read_json, write_json
 
 # I/O
@@ -288,9 +288,7 @@ def validate(config):
          "CONV_FILTERS, CONV_KERNELS and CONV_STRIDES must have one entry per layer, got "
          f"{len(config.CONV_FILTERS)}, {len(config.CONV_KERNELS)} and {len(config.CONV_STRIDES)}"),
     ]
-    for ok, message in checks:
-        if not ok:
-            raise PipelineError(message)
+    require(checks)
 
 
 def main(argv=None):

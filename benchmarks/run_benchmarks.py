@@ -94,8 +94,6 @@ def generation(count=100):
     import generate
     import preprocess
     import train
-    from autoencoder import VAE
-    from fileio import write_json
     from soundgenerator import SoundGenerator
 
     config = configure(vars(train), [])

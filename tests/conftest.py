@@ -35,3 +35,30 @@ def fsdd_dir():
     if not FSDD_DIR.is_dir():
         pytest.skip(f"the Free Spoken Digit Dataset is not at {FSDD_DIR}")
     return FSDD_DIR
+
+
+# A tiny project: synthesized drums at a low rate, small spectrograms, a tiny model.
+SAMPLE_RATE, DURATION, FRAME_SIZE, HOP_LENGTH = 8000, 0.3, 128, 32
+TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
+              "--latent_space_dim=4", "--batch_size=8", "--verbose=0"]
+
+
+def preprocess_args(audio, spectrograms):
+    """preprocess.py arguments for the tiny project's spectrogram settings."""
+    return [f"--audio_dir={audio}", f"--spectrograms_dir={spectrograms}", f"--sample_rate={SAMPLE_RATE}",
+            f"--duration={DURATION}", f"--frame_size={FRAME_SIZE}", f"--hop_length={HOP_LENGTH}", "--num_workers=1"]
+
+
+def tiny_project(root, epochs, *train_args):
+    """Write 20 drum clips (5 class folders x 4) under ``root``, preprocess them and train a tiny model.
+
+    Returns train.py's history; the folders are root/audio, root/spectrograms and root/model.
+    """
+    import preprocess
+    import train
+    from data.synthesize_drums import write_demo_drums
+
+    write_demo_drums(root / "audio", clips_per_class=4, sample_rate=SAMPLE_RATE, duration=DURATION)
+    preprocess.main(preprocess_args(root / "audio", root / "spectrograms"))
+    return train.main([f"--spectrograms_dir={root / 'spectrograms'}", f"--model_dir={root / 'model'}",
+                       f"--epochs={epochs}", "--validation_fraction=0.2", *TINY_MODEL, *train_args])

@@ -67,8 +67,6 @@ def test_settings_are_not_modified_in_place():
 
 
 def test_constants_annotated_final_are_not_settings():
-    from typing import Final  # noqa: F401
-
     namespace = {"EPOCHS": 3, "FORMAT_VERSION": 1, "__annotations__": {"FORMAT_VERSION": "Final"}}
     assert vars(configure(namespace, [])) == {"EPOCHS": 3}
     with pytest.raises(ConfigError, match="unknown setting --format_version"):

@@ -9,13 +9,10 @@ import soundfile as sf
 
 import generate
 import preprocess
-import train
 from configurator import PipelineError
-from data.synthesize_drums import DRUM_CLASSES, write_demo_drums
+from conftest import DURATION, SAMPLE_RATE, tiny_project
+from data.synthesize_drums import DRUM_CLASSES
 
-SAMPLE_RATE, DURATION, FRAME_SIZE, HOP_LENGTH = 8000, 0.3, 128, 32
-TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
-              "--latent_space_dim=4", "--batch_size=8", "--verbose=0"]
 CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, snare, tom
 
 
@@ -23,12 +20,7 @@ CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, 
 def conditional(tmp_path_factory):
     """A tiny class-conditional model trained for a few epochs on 20 drum clips (5 class folders x 4)."""
     root = tmp_path_factory.mktemp("conditional")
-    write_demo_drums(root / "audio", clips_per_class=4, sample_rate=SAMPLE_RATE, duration=DURATION)
-    preprocess.main([f"--audio_dir={root / 'audio'}", f"--spectrograms_dir={root / 'spectrograms'}",
-                     f"--sample_rate={SAMPLE_RATE}", f"--duration={DURATION}", f"--frame_size={FRAME_SIZE}",
-                     f"--hop_length={HOP_LENGTH}", "--num_workers=1"])
-    train.main([f"--spectrograms_dir={root / 'spectrograms'}", f"--model_dir={root / 'model'}", "--epochs=4",
-                "--validation_fraction=0.2", "--conditional=true", *TINY_MODEL])
+    tiny_project(root, 4, "--conditional=true")
     vae, params, training = generate.load_model_folder(root / "model")
     return root, vae, params, training
 

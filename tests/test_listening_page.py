@@ -3,7 +3,6 @@
 import html as html_module
 import json
 import re
-import shutil
 import struct
 import subprocess
 from html.parser import HTMLParser
@@ -14,13 +13,8 @@ import pytest
 import soundfile as sf
 
 import generate
-import preprocess
-import train
-from data.synthesize_drums import write_demo_drums
+from conftest import HOP_LENGTH, tiny_project
 
-SAMPLE_RATE, DURATION, FRAME_SIZE, HOP_LENGTH = 8000, 0.3, 128, 32
-TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
-              "--latent_space_dim=4", "--batch_size=8", "--verbose=0"]
 CHROMIUM = Path("/usr/bin/chromium")
 
 # Appended to a copy of the page: waits until every <audio> knows its duration (or
@@ -88,12 +82,7 @@ class LinkCollector(HTMLParser):
 def page(tmp_path_factory):
     """generate.py's output (4 generated, 3 reconstructed, a 5-step morph) from a tiny conditional model."""
     root = tmp_path_factory.mktemp("page")
-    write_demo_drums(root / "audio", clips_per_class=4, sample_rate=SAMPLE_RATE, duration=DURATION)
-    preprocess.main([f"--audio_dir={root / 'audio'}", f"--spectrograms_dir={root / 'spectrograms'}",
-                     f"--sample_rate={SAMPLE_RATE}", f"--duration={DURATION}", f"--frame_size={FRAME_SIZE}",
-                     f"--hop_length={HOP_LENGTH}", "--num_workers=1"])
-    train.main([f"--spectrograms_dir={root / 'spectrograms'}", f"--model_dir={root / 'model'}", "--epochs=2",
-                "--validation_fraction=0.2", "--conditional=true", *TINY_MODEL])
+    tiny_project(root, 2, "--conditional=true")
     output = root / "samples"
     written = generate.main([f"--model_dir={root / 'model'}", f"--spectrograms_dir={root / 'spectrograms'}",
                              f"--output_dir={output}", "--num_generated=4", "--num_reconstructed=3",

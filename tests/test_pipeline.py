@@ -16,28 +16,18 @@ import generate
 import preprocess
 import train
 from configurator import PipelineError
+from conftest import (DURATION, FRAME_SIZE, HOP_LENGTH, SAMPLE_RATE, TINY_MODEL, preprocess_args,
+                      tiny_project)
 from data.synthesize_drums import write_demo_drums
 
 ROOT = Path(__file__).resolve().parents[1]
-SAMPLE_RATE, DURATION, FRAME_SIZE, HOP_LENGTH = 8000, 0.3, 128, 32
-TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
-              "--latent_space_dim=4", "--batch_size=8", "--verbose=0"]
-
-
-def preprocess_args(audio, spectrograms):
-    return [f"--audio_dir={audio}", f"--spectrograms_dir={spectrograms}", f"--sample_rate={SAMPLE_RATE}",
-            f"--duration={DURATION}", f"--frame_size={FRAME_SIZE}", f"--hop_length={HOP_LENGTH}", "--num_workers=1"]
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny model trained for a few epochs on 20 drum clips (5 classes x 4)."""
     root = tmp_path_factory.mktemp("pipeline")
-    write_demo_drums(root / "audio", clips_per_class=4, sample_rate=SAMPLE_RATE, duration=DURATION)
-    preprocess.main(preprocess_args(root / "audio", root / "spectrograms"))
-    history = train.main([f"--spectrograms_dir={root / 'spectrograms'}", f"--model_dir={root / 'model'}",
-                          "--epochs=4", "--validation_fraction=0.2", *TINY_MODEL])
-    return root, history
+    return root, tiny_project(root, 4)
 
 
 def run_generate(root, output, *extra):
