@@ -194,6 +194,8 @@ class TrainingCheckpoint:
         self.history = []
         self.best = math.inf
         self.stopped_on_nan = None
+        self.started = time.perf_counter()
+        self.seconds_before = 0.0  # training time of the run this one resumes
 
     def resume_state(self):
         """(model path, state) of an interrupted run with the same settings, or None."""
@@ -206,6 +208,7 @@ class TrainingCheckpoint:
             return None
         self.history = state["history"]
         self.best = state["best"]
+        self.seconds_before = self.history[-1].get("seconds", 0.0) if self.history else 0.0
         return model_path, state
 
     def callback(self, chief=True):
@@ -214,6 +217,9 @@ class TrainingCheckpoint:
         checkpoint = self
 
         class _Callback(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                checkpoint.started = time.perf_counter()
+
             def on_epoch_begin(self, epoch, logs=None):
                 self.epoch = epoch
 
@@ -233,7 +239,8 @@ class TrainingCheckpoint:
             self.stopped_on_nan = epoch + 1
             model.stop_training = True
             return  # keep the last good files
-        self.history.append({"epoch": epoch + 1, **logs})
+        elapsed = self.seconds_before + time.perf_counter() - self.started
+        self.history.append({"epoch": epoch + 1, **logs, "seconds": round(elapsed, 1)})
         if not chief:
             return
         monitored = logs.get("val_loss", logs.get("loss"))
@@ -376,7 +383,7 @@ def main(argv=None):
     if chief:
         shutil.rmtree(checkpoint.state_dir, ignore_errors=True)  # finished: nothing left to resume
     last = checkpoint.history[-1] if checkpoint.history else {}
-    summary = ", ".join(f"{name} {value:.5g}" for name, value in last.items() if name != "epoch")
+    summary = ", ".join(f"{name} {value:.5g}" for name, value in last.items() if name not in ("epoch", "seconds"))
     print(f"\ntrained {len(checkpoint.history)} epochs in {seconds / 60:.1f} min; last epoch: {summary}")
     print(f"best model saved to {model_dir}/model.keras (history in {model_dir}/history.csv)")
     return checkpoint.history

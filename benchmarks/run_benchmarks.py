@@ -12,7 +12,6 @@ Measures, in one run on this machine:
 
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -124,7 +123,10 @@ def _train_child(spectrograms_dir, model_dir):
     import train
 
     train.main([f"--spectrograms_dir={spectrograms_dir}", f"--model_dir={model_dir}", "--epochs=1", "--verbose=0"])
-    print(json.dumps({"peak_rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's peak from before exec.
+    status = Path("/proc/self/status").read_text()
+    peak_kib = int(next(line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")))
+    print(json.dumps({"peak_rss_mib": peak_kib / 1024}))
 
 
 def write_synthetic_spectrograms(folder, count, bins, frames, params):
