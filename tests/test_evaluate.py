@@ -1,0 +1,62 @@
+"""evaluate.py: the figures it reports, on known inputs and on a tiny trained model."""
+
+import json
+
+import numpy as np
+import pytest
+
+import evaluate
+from conftest import tiny_project
+
+
+def test_log_spectral_distance_uses_each_clips_own_db_range():
+    a = np.zeros((2, 4, 3))
+    b = np.full((2, 4, 3), 0.1)
+    lsd = evaluate.log_spectral_distance(a, b, minima=[-80.0, -40.0], maxima=[0.0, 0.0])
+    np.testing.assert_allclose(lsd, [8.0, 4.0])  # 0.1 of an 80 dB and of a 40 dB range
+
+
+def test_pairwise_rms_matches_a_direct_computation():
+    rng = np.random.default_rng(0)
+    a, b = rng.random((5, 3, 2)), rng.random((4, 3, 2))
+    expected = np.sqrt(((a.reshape(5, 1, -1) - b.reshape(1, 4, -1)) ** 2).mean(axis=2))
+    np.testing.assert_allclose(evaluate.pairwise_rms(a, b, chunk=2), expected, atol=1e-9)
+    assert np.allclose(np.diag(evaluate.pairwise_rms(a)), 0.0, atol=1e-6)
+
+
+def test_nearest_neighbour_accuracy_is_one_for_separated_classes_and_low_for_shuffled_labels():
+    rng = np.random.default_rng(0)
+    latents = np.concatenate([rng.normal(0, 0.1, (20, 3)), rng.normal(5, 0.1, (20, 3))])
+    labels = ["a"] * 20 + ["b"] * 20
+    assert evaluate.nearest_neighbour_accuracy(latents, labels) == 1.0
+    shuffled = list(rng.permutation(labels))
+    assert evaluate.nearest_neighbour_accuracy(latents, shuffled) < 0.8
+
+
+@pytest.mark.slow
+def test_evaluate_reports_every_figure_for_a_trained_model(tmp_path):
+    tiny_project(tmp_path, 3)
+    results = evaluate.main([f"--model_dir={tmp_path / 'model'}", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
+                             "--num_prior_samples=6", "--griffin_lim_iterations=16"])
+    saved = json.loads((tmp_path / "model" / "evaluation.json").read_text())
+    assert saved["held_out_clips"] == results["held_out_clips"] >= 1
+    reconstruction = saved["reconstruction"]
+    assert 0 < reconstruction["normalised_mse"] < 0.25
+    assert 0 < reconstruction["log_spectral_distance_db"] < 80
+    # Inverting the true spectrograms: far better than zero phase's ~-2 dB.
+    assert saved["phase_reconstruction"]["spectral_convergence_db"] < -12
+    prior = saved["prior_samples"]
+    assert prior["count"] == 6 and prior["diversity_db"] >= 0 and prior["nearest_training_clip_db"] > 0
+    assert set(saved["seconds"]) >= {"reconstruct_held_out", "invert_true_spectrograms", "sample_prior"}
+
+
+@pytest.mark.slow
+def test_evaluate_scores_latent_labels_on_a_held_out_audio_folder(tmp_path):
+    tiny_project(tmp_path, 2)
+    results = evaluate.main([f"--model_dir={tmp_path / 'model'}", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
+                             f"--audio_dir={tmp_path / 'audio'}", "--num_prior_samples=4",
+                             "--griffin_lim_iterations=4"])
+    assert results["held_out_clips"] == 20  # every file of the folder, preprocessed with the model's parameters
+    assert results["label_classes"] == 5
+    assert 0.0 <= results["latent_1nn_label_accuracy"] <= 1.0
+    assert results["chance_accuracy"] == pytest.approx(0.2)
