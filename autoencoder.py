@@ -17,6 +17,7 @@ import numpy as np
 from keras import layers, ops
 
 MODEL_FILE = "model.keras"
+LOG_VARIANCE_LIMIT = 20.0
 PACKAGE = "soundvae"
 
 
@@ -178,6 +179,9 @@ class VAE(keras.Model):
     def compute_losses(self, spectrograms, labels, training):
         """Return (total, reconstruction, kl), each averaged over the batch."""
         mean, log_variance = self.encoder(self._inputs(spectrograms, labels), training=training)
+        # exp() of an unbounded log-variance can overflow float32 late in a long run (seen on
+        # FSDD after ~100 epochs); variances beyond e^+-LOG_VARIANCE_LIMIT mean nothing here.
+        log_variance = ops.clip(log_variance, -LOG_VARIANCE_LIMIT, LOG_VARIANCE_LIMIT)
         latent = self.sampling([mean, log_variance])
         reconstruction = self.decoder(self._inputs(latent, labels), training=training)
         spectrograms = ops.cast(spectrograms, reconstruction.dtype)

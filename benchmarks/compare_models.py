@@ -4,13 +4,13 @@
     python benchmarks/compare_models.py --minutes=3 --set=sweep
 
 FSDD (../shared/data/fsdd) is preprocessed once per set of spectrogram
-parameters; train.py holds out FSDD's official test split (takes 0-4), and
+parameters (models and spectrograms are kept in models/compare_<set>/); train.py holds out FSDD's official test split (takes 0-4), and
 evaluate.py measures on it. Prints JSON and writes benchmarks/results/compare_<set>.json.
 """
 
+import csv
 import json
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -52,24 +52,28 @@ def main(argv):
     if not FSDD_DIR.is_dir():
         raise SystemExit(f"no FSDD at {FSDD_DIR}")
     results = {"minutes_per_model": minutes, "set": set_name, "models": {}}
-    with tempfile.TemporaryDirectory() as work:
-        work = Path(work)
-        for name, extra in CANDIDATE_SETS[set_name].items():
-            print(f"=== {name}: {' '.join(extra) or 'defaults'}", file=sys.stderr)
-            spectrogram_args = arguments_for(preprocess, extra)
-            spectrograms = work / ("spectrograms_" + str(abs(hash(tuple(spectrogram_args)))))
-            preprocess.main([f"--audio_dir={FSDD_DIR}", f"--spectrograms_dir={spectrograms}", *spectrogram_args])
-            model_dir = work / name
-            started = time.perf_counter()
-            history = train.main([f"--spectrograms_dir={spectrograms}", f"--model_dir={model_dir}", "--epochs=100000",
-                                  f"--max_minutes={minutes}", "--verbose=0", *arguments_for(train, extra)])
-            train_seconds = time.perf_counter() - started
-            evaluation = evaluate.main([f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}",
-                                        f"--evaluation_json={work / (name + '.json')}",
-                                        *arguments_for(evaluate, extra)])
-            results["models"][name] = {
-                "arguments": extra, "epochs": len(history), "train_seconds": round(train_seconds, 1),
-                "final_losses": history[-1], "evaluation": evaluation}
+    work = ROOT / "models" / f"compare_{set_name}"  # kept, to listen to; ignored by git
+    for name, extra in CANDIDATE_SETS[set_name].items():
+        print(f"=== {name}: {' '.join(extra) or 'defaults'}", file=sys.stderr)
+        spectrogram_args = arguments_for(preprocess, extra)
+        spectrograms = work / ("spectrograms_" + str(abs(hash(tuple(spectrogram_args)))))
+        preprocess.main([f"--audio_dir={FSDD_DIR}", f"--spectrograms_dir={spectrograms}", *spectrogram_args])
+        model_dir = work / name
+        started = time.perf_counter()
+        try:
+            train.main([f"--spectrograms_dir={spectrograms}", f"--model_dir={model_dir}", "--epochs=100000",
+                        f"--max_minutes={minutes}", "--verbose=0", "--resume=false", *arguments_for(train, extra)])
+            stopped = None
+        except SystemExit as error:  # a NaN stop keeps the last good model: evaluate that one
+            stopped = f"train.py exited with {error.code}"
+        train_seconds = time.perf_counter() - started
+        history = list(csv.DictReader(open(model_dir / "history.csv")))
+        evaluation = evaluate.main([f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}",
+                                    f"--evaluation_json={work / (name + '.json')}",
+                                    *arguments_for(evaluate, extra)])
+        results["models"][name] = {
+            "arguments": extra, "epochs": len(history), "train_seconds": round(train_seconds, 1),
+            "stopped": stopped, "final_losses": history[-1], "history": history, "evaluation": evaluation}
     baseline = results["models"].get("tutorial")
     if baseline and "defaults" in results["models"]:
         ours = results["models"]["defaults"]["evaluation"]["reconstruction"]["log_spectral_distance_db"]

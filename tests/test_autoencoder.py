@@ -108,3 +108,12 @@ def test_conditional_vae_needs_labels_and_uses_them():
 def test_mismatched_layer_lists_are_refused():
     with pytest.raises(ValueError, match="equal length"):
         VAE((32, 16, 1), [4, 8], [3], [2, 2], 3)
+
+
+def test_a_huge_log_variance_cannot_overflow_the_loss():
+    vae = tiny_vae()
+    log_variance_layer = vae.encoder.get_layer("log_variance")
+    kernel, bias = log_variance_layer.get_weights()
+    log_variance_layer.set_weights([kernel * 0, bias * 0 + 500.0])  # exp(500) overflows float32
+    losses = [float(value) for value in vae.compute_losses(blobs(4), None, training=True)]
+    assert all(np.isfinite(losses)), losses
