@@ -39,6 +39,8 @@ RECONSTRUCTION_LOSS_WEIGHT = 10000.0
 KL_WEIGHT = 1.0
 # optimiser
 LEARNING_RATE = 0.001                   # Adam
+LEARNING_RATE_PATIENCE = 8              # halve the rate after this many epochs without a better validation loss
+EARLY_STOPPING_PATIENCE = 25            # stop after this many epochs without one; 0 = never
 BATCH_SIZE = 32
 EPOCHS = 150
 MAX_MINUTES = 0.0                       # stop after this much training time; 0 = no limit
@@ -325,7 +327,7 @@ def main(argv=None):
     global_batch = config.BATCH_SIZE * replicas
     model_dir = Path(config.MODEL_DIR)
     run_settings = {name: value for name, value in vars(config).items()
-                    if name not in ("EPOCHS", "MAX_MINUTES", "VERBOSE", "RESUME")}
+                    if name not in ("EPOCHS", "MAX_MINUTES", "VERBOSE", "RESUME", "EARLY_STOPPING_PATIENCE")}
     run_settings["spectrograms"] = params
     checkpoint = TrainingCheckpoint(model_dir, run_settings)
     resumed = checkpoint.resume_state() if config.RESUME else None
@@ -364,7 +366,14 @@ def main(argv=None):
     validation_data = (make_dataset(reader, validation_indices, labels, global_batch, shuffle=False, seed=0)
                        if len(validation_indices) else None)
     chief = _is_chief(strategy)
-    callbacks = [checkpoint.callback(chief)]
+    monitor = "val_loss" if validation_data is not None else "loss"
+    callbacks = [checkpoint.callback(chief),
+                 # Late in a long run a high rate can make training diverge (seen on FSDD
+                 # after ~70 epochs at 0.001); halving it on a plateau keeps it stable.
+                 keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, min_lr=1e-5,
+                                                   patience=config.LEARNING_RATE_PATIENCE, verbose=min(config.VERBOSE, 1))]
+    if config.EARLY_STOPPING_PATIENCE > 0:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.EARLY_STOPPING_PATIENCE))
     if config.MAX_MINUTES > 0:
         callbacks.append(time_limit_callback(config.MAX_MINUTES))
     print(f"training on {len(train_indices)} clips, validating on {len(validation_indices)}, "
