@@ -291,6 +291,8 @@ class PreprocessingPipeline:
         if audio_dir.exists() and not audio_dir.is_dir():
             raise PipelineError(f"AUDIO_DIR {str(audio_dir)!r} is a file; pass the folder that holds your "
                                 f"sounds: --audio_dir=PATH")
+        if not audio_dir.is_dir() and _is_default_audio_dir(audio_dir):
+            audio_dir.mkdir(parents=True)  # a fresh clone: the demo set goes here
         if not audio_dir.is_dir():
             raise PipelineError(f"AUDIO_DIR {str(audio_dir)!r} does not exist; create it and put sounds in it, "
                                 f"or pass --audio_dir=PATH")
@@ -546,7 +548,7 @@ def write_demo_set(audio_dir, config):
     from data.synthesize_drums import write_demo_drums
 
     print(f"{audio_dir} is empty: writing the built-in demo drum set there "
-          f"({DEMO_CLIPS_PER_CLASS} clips per class)")
+          f"({config.DEMO_CLIPS_PER_CLASS} clips per class)")
     return write_demo_drums(audio_dir, clips_per_class=config.DEMO_CLIPS_PER_CLASS,
                             sample_rate=config.SAMPLE_RATE, seed=config.SEED)
 

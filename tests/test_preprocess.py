@@ -1,6 +1,7 @@
 """Preprocessing: loading any format, spectrogram shape and dB range, normalisation, saving."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -180,3 +181,12 @@ def test_filename_labels_follow_the_fsdd_rule(tmp_path):
     run_preprocess(folder, tmp_path / "spectrograms")
     _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
     assert [clip["label"] for clip in clips] == ["3", "7"]
+
+
+def test_the_default_audio_folder_is_created_and_filled_with_demo_drums(tmp_path, monkeypatch):
+    audio = tmp_path / "audio"  # absent, as in a fresh clone
+    monkeypatch.setattr(preprocess, "_is_default_audio_dir", lambda folder: Path(folder) == audio)
+    report = run_preprocess(audio, tmp_path / "spectrograms", "--demo_clips_per_class=2")
+    assert report["clips_written"] == 10
+    _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert sorted({clip["label"] for clip in clips}) == ["clap", "hihat", "kick", "snare", "tom"]
