@@ -163,44 +163,60 @@ class MinMaxNormaliser:
 class Saver:
     """Writes spectrograms, per-clip min/max values and parameters, atomically and without pickle.
 
-    Workers write each spectrogram straight into its slot of a scratch file
-    (``write_slot``), so nothing large travels between processes and memory does
-    not grow with the number of clips; ``finish`` then writes the final ``.npy``.
+    Workers write each spectrogram straight into its slot of a scratch ``.npy``
+    file (``write_slot``), so nothing large travels between processes and memory
+    does not grow with the number of clips. When every slot holds a clip, in
+    order, that file becomes ``spectrograms.npy`` as it is; otherwise ``finish``
+    copies the clips into a new one.
     """
 
     def __init__(self, spectrograms_dir):
         self.spectrograms_dir = Path(spectrograms_dir)
+        self.scratch_path = None
         self.scratch = None
         self.row_bytes = 0
+        self.offset = 0
+        self.capacity = 0
 
-    def begin(self, n_bins, n_frames):
+    def begin(self, n_bins, n_frames, capacity):
         self.spectrograms_dir.mkdir(parents=True, exist_ok=True)
+        handle, name = tempfile.mkstemp(dir=self.spectrograms_dir, prefix=".slots.", suffix=".npy")
+        self.scratch_path, self.scratch = name, os.fdopen(handle, "r+b")
+        header = {"descr": "<f4", "fortran_order": False, "shape": (capacity, n_bins, n_frames)}
+        np.lib.format.write_array_header_1_0(self.scratch, header)
+        self.scratch.flush()
         # Unwritten slots (failed files, unused split pieces) stay holes: no disk used.
-        self.scratch = tempfile.TemporaryFile(dir=self.spectrograms_dir, prefix=".slots")
-        self.row_bytes = n_bins * n_frames * 4
+        self.offset, self.row_bytes, self.capacity = self.scratch.tell(), n_bins * n_frames * 4, capacity
 
     def write_slot(self, slot, spectrogram):
         data = np.ascontiguousarray(spectrogram, dtype="<f4").tobytes()
-        os.pwrite(self.scratch.fileno(), data, slot * self.row_bytes)
+        os.pwrite(self.scratch.fileno(), data, self.offset + slot * self.row_bytes)
 
     def read_slot(self, slot, shape):
-        data = os.pread(self.scratch.fileno(), self.row_bytes, slot * self.row_bytes)
+        data = os.pread(self.scratch.fileno(), self.row_bytes, self.offset + slot * self.row_bytes)
         return np.frombuffer(data, dtype="<f4").reshape(shape)
 
     def close(self):
         if self.scratch is not None:
             self.scratch.close()
             self.scratch = None
+        if self.scratch_path is not None and os.path.exists(self.scratch_path):
+            os.remove(self.scratch_path)
+        self.scratch_path = None
 
-    def finish(self, rows, clips, params, report):
+    def finish(self, rows, clips, params, report, slots=None):
         """Write ``rows`` (an iterable of arrays, one per clip) and the JSON files.
 
-        All four files are written completely before any of them replaces the
+        ``slots`` lists the slot of each clip (None for a row from elsewhere). All
+        four files are written completely before any of them replaces the
         previous run's: an error or Ctrl-C meanwhile leaves the old folder as it was.
         """
         shape = (len(clips), params["n_bins"], params["n_frames"])
 
         def write_array(tmp_name):
+            if slots is not None and list(slots) == list(range(self.capacity)):
+                os.replace(self.scratch_path, tmp_name)  # already complete and in order: no copy
+                return
             with open(tmp_name, "wb") as file:
                 header = {"descr": "<f4", "fortran_order": False, "shape": shape}
                 np.lib.format.write_array_header_1_0(file, header)
@@ -208,13 +224,15 @@ class Saver:
                     file.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
 
         # The index (clips.json) is moved into place last.
-        atomic_write_all({
-            self.spectrograms_dir / "spectrograms.npy": write_array,
-            self.spectrograms_dir / "params.json": json_writer(params),
-            self.spectrograms_dir / "report.json": json_writer(report),
-            self.spectrograms_dir / "clips.json": json_writer(clips),
-        })
-        self.close()
+        try:
+            atomic_write_all({
+                self.spectrograms_dir / "spectrograms.npy": write_array,
+                self.spectrograms_dir / "params.json": json_writer(params),
+                self.spectrograms_dir / "report.json": json_writer(report),
+                self.spectrograms_dir / "clips.json": json_writer(clips),
+            })
+        finally:
+            self.close()
 
 
 class PreprocessingPipeline:
@@ -314,12 +332,12 @@ class PreprocessingPipeline:
         todo = [(index, path) for index, (path, key) in enumerate(zip(audio_files, keys))
                 if key not in cache.entries and key not in cache.failures]
         started = time.perf_counter()
-        self.saver.begin(params["n_bins"], params["n_frames"])
+        self.saver.begin(params["n_bins"], params["n_frames"], len(audio_files) * self.pieces_per_file)
         outcomes = dict(self.map_files(todo))
 
         # Assemble in sorted file order, so that reruns give identical arrays.
         skipped = [{"file": printable(path), "reason": reason} for path, reason in other_files]
-        clips, rows, reused = [], [], 0
+        clips, rows, slots, reused = [], [], [], 0
         shape = (params["n_bins"], params["n_frames"])
         for index, (path, key) in enumerate(zip(audio_files, keys)):
             if key in cache.failures:  # unchanged since it was skipped: not tried again
@@ -329,6 +347,7 @@ class PreprocessingPipeline:
                 for clip, row in cache.entries[key]:
                     clips.append(clip)
                     rows.append(lambda row=row: row)
+                    slots.append(None)
                 reused += 1
                 continue
             outcome = outcomes[index]
@@ -348,6 +367,7 @@ class PreprocessingPipeline:
                 })
                 slot = index * self.pieces_per_file + piece
                 rows.append(lambda slot=slot: self.saver.read_slot(slot, shape))
+                slots.append(slot)
         report = {
             "audio_dir": printable(audio_dir),
             "clips_written": len(clips),
@@ -363,7 +383,7 @@ class PreprocessingPipeline:
                 f"no usable audio found in {str(audio_dir)!r} ({len(skipped)} files skipped). "
                 f"Put WAV/FLAC/OGG/AIFF files there (sub-folders are fine) or pass --audio_dir=PATH."
                 + _skipped_text(skipped))
-        self.saver.finish((read() for read in rows), clips, params, report)
+        self.saver.finish((read() for read in rows), clips, params, report, slots)
         return report
 
     def warm_up(self):
