@@ -111,7 +111,7 @@ def subsample(indices, limit, rng):
 
 def evaluate(config):
     """Compute every figure; returns the results as a dict."""
-    from generate import check_same_parameters, load_model_folder
+    from generate import check_same_parameters, clip_label_indices, load_model_folder
     from preprocess import load_spectrograms
     from soundgenerator import SoundGenerator, spectral_convergence
 
@@ -143,7 +143,7 @@ def evaluate(config):
         held_clip_list = [held_clips[i] for i in held_indices]
     minima = np.array([clip["min"] for clip in held_clip_list])
     maxima = np.array([clip["max"] for clip in held_clip_list])
-    held_labels = _label_indices(held_clip_list, label_names)
+    held_labels = clip_label_indices(held_clip_list, label_names)
     results = {"model_dir": str(config.MODEL_DIR), "held_out_source": source, "held_out_clips": len(held)}
 
     with watch.time("reconstruct_held_out"):
@@ -204,16 +204,6 @@ def evaluate(config):
         results["chance_accuracy"] = float(max(labels.count(label) for label in set(labels)) / len(labels))
     results["seconds"] = watch.seconds
     return results
-
-
-def _label_indices(clips, label_names):
-    if not label_names:
-        return None
-    unknown = sorted({clip.get("label") for clip in clips} - set(label_names), key=str)
-    if unknown:
-        raise PipelineError(f"held-out clips have labels {unknown} unknown to the conditional model "
-                            f"(it knows {', '.join(label_names)})")
-    return np.array([label_names.index(clip["label"]) for clip in clips])
 
 
 def print_table(results):

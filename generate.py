@@ -104,6 +104,17 @@ def resolve_labels(label, label_names, count):
     return indices, [label_names[i] for i in indices]
 
 
+def clip_label_indices(clips, label_names):
+    """Class indices of dataset clips for a conditional model (None for an unconditional one)."""
+    if not label_names:
+        return None
+    unknown = sorted({clip.get("label") for clip in clips} - set(label_names), key=str)
+    if unknown:
+        raise PipelineError(f"clips with labels {unknown} unknown to the model "
+                            f"(it knows {', '.join(label_names)})")
+    return np.array([label_names.index(clip["label"]) for clip in clips])
+
+
 def write_wavs(signals, names, folder, sample_rate, peak_dbfs):
     """Write float signals as 16-bit WAVs, turned down where needed so nothing clips."""
     import soundfile as sf
@@ -700,13 +711,7 @@ def main(argv=None):
         rng = np.random.default_rng(config.SEED)
         chosen = np.sort(rng.choice(candidates, size=min(config.NUM_RECONSTRUCTED, len(candidates)), replace=False))
         originals = np.asarray(data[chosen])
-        label_indices = None
-        if label_names:
-            unknown = {clips[i]["label"] for i in chosen} - set(label_names)
-            if unknown:
-                raise PipelineError(f"clips with labels {sorted(unknown)} unknown to the model "
-                                    f"(it knows {', '.join(label_names)})")
-            label_indices = np.array([label_names.index(clips[i]["label"]) for i in chosen])
+        label_indices = clip_label_indices([clips[i] for i in chosen], label_names)
         reconstructions, _ = vae.reconstruct(originals, label_indices)
         minima = np.array([clips[i]["min"] for i in chosen])
         maxima = np.array([clips[i]["max"] for i in chosen])

@@ -55,7 +55,7 @@ AMIN: Final = 1e-5                             # smallest magnitude before log: 
 FILE_RATE_RANGE: Final = (1000, 1_000_000)     # Hz; a header outside it is damaged, not audio
 RESAMPLE_MARGIN: Final = 0.05                  # seconds read past the part kept, so resampling its end is exact
 FORMAT_VERSION: Final = 1                      # of the files written here; bumped on incompatible change
-FSDD_NAME = re.compile(r"^([^_]+)_[^_]+_\d+$")
+FSDD_NAME = re.compile(r"^(?P<digit>[^_]+)_(?P<speaker>[^_]+)_(?P<take>\d+)$")  # a file stem
 
 
 class Loader:

@@ -53,7 +53,6 @@ RESUME = True                           # continue an interrupted run of the sam
 VERBOSE = 1                             # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 
 TRAINING_FORMAT_VERSION: Final = 1
-FSDD_NAME = re.compile(r"^(?P<digit>[^_/]+)_(?P<speaker>[^_/]+)_(?P<take>\d+)\.\w+$")
 
 
 class SpectrogramReader:
@@ -93,8 +92,10 @@ def split_clips(clips, fraction, seed):
     of the file name, so adding files does not reshuffle the others and all
     clips cut from one file stay on the same side.
     """
-    if clips and all(FSDD_NAME.match(Path(clip["file"]).name) for clip in clips):
-        held_out = [int(FSDD_NAME.match(Path(clip["file"]).name)["take"]) < 5 for clip in clips]
+    from preprocess import FSDD_NAME
+
+    if clips and all(FSDD_NAME.match(Path(clip["file"]).stem) for clip in clips):
+        held_out = [int(FSDD_NAME.match(Path(clip["file"]).stem)["take"]) < 5 for clip in clips]
     else:
         held_out = [(zlib.crc32(f"{seed}:{clip['file']}".encode()) % 10_000) < fraction * 10_000
                     for clip in clips]

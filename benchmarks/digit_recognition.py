@@ -27,16 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from generate import load_model_folder  # noqa: E402
-from preprocess import load_spectrograms  # noqa: E402
 from soundgenerator import SoundGenerator, stft  # noqa: E402
-from train import FSDD_NAME  # noqa: E402
+from preprocess import FSDD_NAME, load_spectrograms  # noqa: E402
 
 SAMPLES_PER_DIGIT = 30
 CLASSIFIER_EPOCHS = 15
 
 
 def take_of(clip):
-    return int(FSDD_NAME.match(Path(clip["file"]).name)["take"])
+    return int(FSDD_NAME.match(Path(clip["file"]).stem)["take"])
 
 
 def train_classifier(spectrograms, digits, train_rows, test_rows):
