@@ -4,7 +4,10 @@
 ``reconstruction_loss_weight * MSE + kl_weight * KL``), so ``fit``, callbacks,
 progress bars and history work as Keras users expect. It saves and loads as a
 single ``.keras`` file (safe mode, no pickle). With ``num_classes > 0`` it is a
-class-conditional VAE: encoder and decoder also see the label.
+class-conditional VAE: encoder and decoder also see the label. With
+``latent_classes > 0`` it stays unconditional but a linear classifier on the
+latent vector learns the labels too (``latent_classifier_weight *
+cross-entropy``), so the latent space is organised by class.
 """
 
 import os
@@ -17,6 +20,7 @@ import numpy as np
 from keras import layers, ops
 
 MODEL_FILE = "model.keras"
+LATENT_PRIOR_FILE = "latent_prior.json"
 LOG_VARIANCE_LIMIT = 20.0
 PACKAGE = "soundvae"
 
@@ -32,7 +36,7 @@ class Sampling(layers.Layer):
 
     def call(self, inputs):
         mean, log_variance = inputs
-        epsilon = keras.random.normal(ops.shape(mean), seed=self.seed_generator)
+        epsilon = keras.random.normal(ops.shape(mean), dtype=mean.dtype, seed=self.seed_generator)
         return mean + ops.exp(0.5 * log_variance) * epsilon
 
     def get_config(self):
@@ -62,11 +66,16 @@ class VAE(keras.Model):
         Weight of the KL divergence (beta in a beta-VAE).
     num_classes : int
         0 for an unconditional VAE; otherwise the number of labels to condition on.
+    latent_classes : int
+        Unconditional VAEs only: the number of labels a linear classifier on the
+        sampled latent vector learns (0: no classifier).
+    latent_classifier_weight : float
+        Weight of that classifier's cross-entropy in the loss.
     """
 
     def __init__(self, input_shape, conv_filters, conv_kernels, conv_strides, latent_space_dim,
                  reconstruction_loss_weight=1000.0, kl_weight=1.0, num_classes=0, seed=None,
-                 decoder_filters=None, **kwargs):
+                 decoder_filters=None, latent_classes=0, latent_classifier_weight=0.0, **kwargs):
         super().__init__(**kwargs)
         if not (len(conv_filters) == len(conv_kernels) == len(conv_strides)) or not conv_filters:
             raise ValueError("conv_filters, conv_kernels and conv_strides must be non-empty and of equal "
@@ -87,14 +96,24 @@ class VAE(keras.Model):
         self.reconstruction_loss_weight = float(reconstruction_loss_weight)
         self.kl_weight = float(kl_weight)
         self.num_classes = int(num_classes)
+        self.latent_classes = int(latent_classes)
+        self.latent_classifier_weight = float(latent_classifier_weight)
+        if self.num_classes and self.latent_classes:
+            raise ValueError("a conditional VAE (num_classes > 0) cannot also have a latent classifier: "
+                             "its latent vector is meant to hold what the label does not")
         self.seed = seed
 
         self.encoder = self._build_encoder()
         self.decoder = self._build_decoder()
         self.sampling = Sampling(seed=seed, name="sampling")
+        self.latent_classifier = None
+        if self.latent_classes:
+            self.latent_classifier = layers.Dense(self.latent_classes, name="latent_classifier")
+            self.latent_classifier.build((None, self.latent_space_dim))
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
+        self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
         self.built = True  # encoder and decoder are functional models, built above
 
     # --- architecture -----------------------------------------------------------
@@ -160,35 +179,44 @@ class VAE(keras.Model):
 
     @property
     def metrics(self):
-        return [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+        trackers = [self.total_loss_tracker, self.reconstruction_loss_tracker, self.kl_loss_tracker]
+        return trackers + [self.label_loss_tracker] if self.latent_classes else trackers
 
     def _split(self, data):
         """(spectrograms, labels or None) from what fit/evaluate pass in."""
+        needs_labels = self.num_classes or self.latent_classes
         if isinstance(data, (tuple, list)):
             spectrograms = data[0]
-            labels = data[1] if len(data) > 1 and self.num_classes else None
+            labels = data[1] if len(data) > 1 and needs_labels else None
         else:
             spectrograms, labels = data, None
-        if self.num_classes and labels is None:
-            raise ValueError("this VAE is conditional: pass (spectrograms, labels)")
+        if needs_labels and labels is None:
+            kind = "conditional" if self.num_classes else "trained with a latent classifier"
+            raise ValueError(f"this VAE is {kind}: pass (spectrograms, labels)")
         return spectrograms, labels
 
     def _inputs(self, tensor, labels):
         return [tensor, labels] if self.num_classes else tensor
 
     def compute_losses(self, spectrograms, labels, training):
-        """Return (total, reconstruction, kl), each averaged over the batch."""
-        mean, log_variance = self.encoder(self._inputs(spectrograms, labels), training=training)
+        """Return (total, reconstruction, kl[, label]), each averaged over the batch."""
+        conditions = labels if self.num_classes else None
+        mean, log_variance = self.encoder(self._inputs(spectrograms, conditions), training=training)
         # exp() of an unbounded log-variance can overflow float32 late in a long run (seen on
         # FSDD after ~100 epochs); variances beyond e^+-LOG_VARIANCE_LIMIT mean nothing here.
         log_variance = ops.clip(log_variance, -LOG_VARIANCE_LIMIT, LOG_VARIANCE_LIMIT)
         latent = self.sampling([mean, log_variance])
-        reconstruction = self.decoder(self._inputs(latent, labels), training=training)
+        reconstruction = self.decoder(self._inputs(latent, conditions), training=training)
         spectrograms = ops.cast(spectrograms, reconstruction.dtype)
         reconstruction_loss = ops.mean(ops.square(spectrograms - reconstruction))
         kl_loss = ops.mean(-0.5 * ops.sum(1 + log_variance - ops.square(mean) - ops.exp(log_variance), axis=1))
         total = self.reconstruction_loss_weight * reconstruction_loss + self.kl_weight * kl_loss
-        return total, reconstruction_loss, kl_loss
+        if not self.latent_classes:
+            return total, reconstruction_loss, kl_loss
+        # On the sampled latent, not the mean: classes must stay apart by more than the noise.
+        label_loss = ops.mean(keras.losses.sparse_categorical_crossentropy(
+            ops.reshape(labels, (-1,)), self.latent_classifier(latent), from_logits=True))
+        return total + self.latent_classifier_weight * label_loss, reconstruction_loss, kl_loss, label_loss
 
     def _update_metrics(self, losses):
         for tracker, value in zip(self.metrics, losses):
@@ -246,15 +274,32 @@ class VAE(keras.Model):
         inputs = self._inputs(latents, self._labels(labels, len(latents)))
         return self.decoder.predict(inputs, batch_size=batch_size, verbose=0)
 
+    def classify(self, spectrograms, batch_size=64):
+        """Class probabilities from the latent classifier, for the latent means of ``spectrograms``."""
+        if not self.latent_classes:
+            raise ValueError("this VAE has no latent classifier (train with labels and LATENT_CLASSIFIER_WEIGHT > 0)")
+        mean, _ = self.encode(spectrograms, batch_size=batch_size)
+        return ops.convert_to_numpy(ops.softmax(self.latent_classifier(mean)))
+
     def reconstruct(self, spectrograms, labels=None):
         """Return (reconstructed spectrograms, latent means), the tutorial's method."""
         mean, _ = self.encode(spectrograms, labels)
         return self.decode(mean, labels), mean
 
-    def sample(self, count, labels=None, seed=0, temperature=1.0):
-        """Decode ``count`` latent vectors drawn from the prior N(0, temperature^2 I)."""
-        latents = np.random.default_rng(seed).standard_normal((count, self.latent_space_dim)) * temperature
-        return self.decode(latents.astype("float32"), labels), latents
+    def sample(self, count, labels=None, seed=0, temperature=1.0, prior=None):
+        """Decode ``count`` latent vectors drawn from the prior N(0, temperature^2 I).
+
+        With ``prior`` (a ``LatentPrior``, unconditional models) they are drawn from
+        it instead, and ``labels`` picks its class for each vector (None: any).
+        """
+        rng = np.random.default_rng(seed)
+        if prior is None:
+            latents = (rng.standard_normal((count, self.latent_space_dim)) * temperature).astype("float32")
+            return self.decode(latents, labels), latents
+        if self.num_classes:
+            raise ValueError("a fitted latent prior is for unconditional VAEs")
+        latents = prior.sample(count, labels, rng, temperature)
+        return self.decode(latents), latents
 
     def summary_all(self):
         self.encoder.summary()
@@ -274,6 +319,8 @@ class VAE(keras.Model):
             "reconstruction_loss_weight": self.reconstruction_loss_weight,
             "kl_weight": self.kl_weight,
             "num_classes": self.num_classes,
+            "latent_classes": self.latent_classes,
+            "latent_classifier_weight": self.latent_classifier_weight,
             "seed": self.seed,
         }
 
@@ -300,6 +347,73 @@ class VAE(keras.Model):
         if not path.exists():
             raise FileNotFoundError(f"no model at {path}: train one with train.py first")
         return keras.saving.load_model(path, safe_mode=True, compile=compile)
+
+
+class LatentPrior:
+    """Gaussians fitted to the latent means of the training clips: one per class, or one for all.
+
+    A VAE's aggregate posterior rarely fills N(0, I) evenly; drawing new latent
+    vectors where the training clips actually lie gives clearer, more varied
+    sounds (ex-post density estimation), and one Gaussian per class gives sounds
+    of a requested class from an unconditional model. A class with few clips is
+    shrunk towards the spread of all clips, so it never collapses onto copies.
+    Saved as JSON next to the model it was fitted for.
+    """
+
+    FORMAT_VERSION = 1
+
+    def __init__(self, classes, counts, means, covariances):
+        self.classes = list(classes)      # [] for one Gaussian over every clip
+        self.counts = [int(c) for c in counts]
+        self.means = np.asarray(means, dtype=np.float64)
+        self.covariances = np.asarray(covariances, dtype=np.float64)
+        # Square roots of the covariances (eigen-decomposition: works when singular too).
+        values, vectors = np.linalg.eigh(self.covariances)
+        self.factors = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
+
+    @classmethod
+    def fit(cls, latent_means, labels=None, classes=()):
+        """Fit to latent means (n, dim); ``labels`` are indices into ``classes`` (None: one Gaussian)."""
+        latents = np.asarray(latent_means, dtype=np.float64)
+        dim = latents.shape[1]
+        overall = np.cov(latents, rowvar=False).reshape(dim, dim) if len(latents) > 1 else np.eye(dim)
+        if labels is None or not len(classes):
+            return cls([], [len(latents)], latents.mean(axis=0)[None], overall[None])
+        labels = np.asarray(labels).reshape(-1)
+        counts, means, covariances = [], [], []
+        for index in range(len(classes)):
+            members = latents[labels == index]
+            if not len(members):
+                raise ValueError(f"class {classes[index]!r} has no clips to fit its latent Gaussian to")
+            own = np.cov(members, rowvar=False).reshape(dim, dim) if len(members) > 1 else np.zeros((dim, dim))
+            shrink = dim / (dim + len(members))
+            counts.append(len(members))
+            means.append(members.mean(axis=0))
+            covariances.append((1 - shrink) * own + shrink * overall)
+        return cls(classes, counts, means, covariances)
+
+    def sample(self, count, labels=None, rng=None, temperature=1.0):
+        """``count`` latent vectors (float32); ``labels`` picks the class of each (None: every class in turn)."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        if labels is None:
+            components = np.arange(count) % len(self.means)
+        else:
+            components = np.broadcast_to(np.asarray(labels, dtype=int).reshape(-1), (count,))
+            if components.min() < 0 or components.max() >= len(self.means):
+                raise ValueError(f"labels must be in 0..{len(self.means) - 1}")
+        noise = rng.standard_normal((count, self.means.shape[1])) * temperature
+        latents = self.means[components] + np.einsum("nij,nj->ni", self.factors[components], noise)
+        return latents.astype("float32")
+
+    def to_json(self):
+        return {"format_version": self.FORMAT_VERSION, "classes": self.classes, "counts": self.counts,
+                "means": self.means.tolist(), "covariances": self.covariances.tolist()}
+
+    @classmethod
+    def from_json(cls, data):
+        if data.get("format_version") != cls.FORMAT_VERSION:
+            raise ValueError(f"unknown latent prior format {data.get('format_version')!r}")
+        return cls(data["classes"], data["counts"], data["means"], data["covariances"])
 
 
 def _with_channel(spectrograms):

@@ -35,7 +35,9 @@ PRESETS = {
         "KL_WEIGHT": 1.0,
         "LEARNING_RATE": 0.0005,
         "BATCH_SIZE": 64,
+        "LATENT_CLASSIFIER_WEIGHT": 0.0,
         "PHASE_METHOD": "zero_phase",
+        "PRIOR": "standard",
     },
 }
 

@@ -11,9 +11,10 @@ audio given as AUDIO_DIR) it measures:
 - prior samples: their diversity (mean pairwise distance, dB) next to the
   diversity of real clips, and the distance of each to its nearest training
   clip next to the same figure for real held-out clips (a model that copies
-  its training data would be much closer);
+  its training data would be much closer); for an unconditional model, both
+  for the fitted latent prior generate.py uses and for N(0, I);
 - where clips have labels: leave-one-out 1-nearest-neighbour label accuracy
-  of the latent means;
+  of the latent means (and the latent classifier's accuracy, if it has one);
 - how long each step took.
 
 Prints a table and writes JSON (EVALUATION_JSON, default MODEL_DIR/evaluation.json).
@@ -57,7 +58,7 @@ class Stopwatch:
                 self.started = time.perf_counter()
 
             def __exit__(self, *exc):
-                watch.seconds[name] = round(time.perf_counter() - self.started, 3)
+                watch.seconds[name] = round(watch.seconds.get(name, 0.0) + time.perf_counter() - self.started, 3)
 
         return _Step()
 
@@ -111,7 +112,7 @@ def subsample(indices, limit, rng):
 
 def evaluate(config):
     """Compute every figure; returns the results as a dict."""
-    from generate import check_same_parameters, clip_label_indices, load_model_folder
+    from generate import check_same_parameters, clip_label_indices, load_latent_prior, load_model_folder
     from preprocess import load_spectrograms
     from soundgenerator import SoundGenerator, spectral_convergence
 
@@ -177,31 +178,44 @@ def evaluate(config):
     # differences of normalised spectrograms times the dB span they stand for.
     level = training["generation_level_db"]
     span_db = level["max"] - level["min"]
-    prior_labels = (np.arange(config.NUM_PRIOR_SAMPLES) % len(label_names)) if label_names else None
-    with watch.time("sample_prior"):
-        samples, _ = vae.sample(config.NUM_PRIOR_SAMPLES, prior_labels, seed=config.SEED)
-    samples = samples[..., 0]
+    # Both priors of an unconditional model: the fitted one generate.py uses, and N(0, I).
+    priors = {"standard": None}
+    if not vae.num_classes and (fitted := load_latent_prior(config.MODEL_DIR)) is not None:
+        priors = {"fitted": fitted, **priors}
     training_subset = subsample(train_indices, config.MAX_CLIPS, rng)
     training_spectrograms = np.asarray(train_data[training_subset], dtype=np.float32)
     with watch.time("nearest_training_clips"):
-        sample_to_train = pairwise_rms(samples, training_spectrograms).min(axis=1) * span_db
         held_to_train = pairwise_rms(held, training_spectrograms).min(axis=1) * span_db
-        sample_pairs = pairwise_rms(samples)[np.triu_indices(len(samples), 1)] * span_db
         held_pairs = pairwise_rms(held)[np.triu_indices(len(held), 1)] * span_db
-    results["prior_samples"] = {
-        "count": len(samples),
-        "diversity_db": float(np.mean(sample_pairs)),
-        "held_out_diversity_db": float(np.mean(held_pairs)),
-        "nearest_training_clip_db": float(np.mean(sample_to_train)),
-        "nearest_training_clip_db_min": float(np.min(sample_to_train)),
-        "held_out_nearest_training_clip_db": float(np.mean(held_to_train)),
-    }
+    for name, prior in priors.items():
+        prior_labels = (np.arange(config.NUM_PRIOR_SAMPLES) % len(label_names)) if label_names else None
+        with watch.time(f"sample_{name}_prior"):
+            samples, _ = vae.sample(config.NUM_PRIOR_SAMPLES, prior_labels, seed=config.SEED, prior=prior)
+        samples = samples[..., 0]
+        with watch.time("nearest_training_clips"):
+            sample_to_train = pairwise_rms(samples, training_spectrograms).min(axis=1) * span_db
+            sample_pairs = pairwise_rms(samples)[np.triu_indices(len(samples), 1)] * span_db
+        key = "prior_samples" if name == next(iter(priors)) else f"{name}_prior_samples"
+        results[key] = {
+            "prior": name,
+            "count": len(samples),
+            "diversity_db": float(np.mean(sample_pairs)),
+            "held_out_diversity_db": float(np.mean(held_pairs)),
+            "nearest_training_clip_db": float(np.mean(sample_to_train)),
+            "nearest_training_clip_db_min": float(np.min(sample_to_train)),
+            "held_out_nearest_training_clip_db": float(np.mean(held_to_train)),
+        }
 
     labels = [clip.get("label") for clip in held_clip_list]
     if all(label is not None for label in labels) and len(set(labels)) > 1:
         results["latent_1nn_label_accuracy"] = nearest_neighbour_accuracy(latent_means, labels)
         results["label_classes"] = len(set(labels))
         results["chance_accuracy"] = float(max(labels.count(label) for label in set(labels)) / len(labels))
+        latent_names = training.get("latent_label_names") or []
+        if vae.latent_classes and set(labels) <= set(latent_names):
+            predicted = vae.classify(held).argmax(axis=1)
+            results["latent_classifier_accuracy"] = float(np.mean(
+                [latent_names[i] == label for i, label in zip(predicted, labels)]))
     results["seconds"] = watch.seconds
     return results
 
@@ -215,15 +229,21 @@ def print_table(results):
         (f"inversion ({phase['method']}, {phase['iterations']} it.): spectral convergence",
          f"{phase['spectral_convergence_db']:.1f} dB"),
         ("inversion cost", f"{phase['cpu_ms_per_second_of_audio']:.1f} ms CPU per second of audio"),
-        ("prior samples: diversity", f"{prior['diversity_db']:.2f} dB  (real clips: {prior['held_out_diversity_db']:.2f} dB)"),
-        ("prior samples: distance to nearest training clip",
-         f"{prior['nearest_training_clip_db']:.2f} dB  (real held-out clips: "
-         f"{prior['held_out_nearest_training_clip_db']:.2f} dB)"),
     ]
+    for prior in (results[key] for key in ("prior_samples", "standard_prior_samples") if key in results):
+        rows += [
+            (f"{prior['prior']} prior samples: diversity",
+             f"{prior['diversity_db']:.2f} dB  (real clips: {prior['held_out_diversity_db']:.2f} dB)"),
+            (f"{prior['prior']} prior samples: distance to nearest training clip",
+             f"{prior['nearest_training_clip_db']:.2f} dB  (real held-out clips: "
+             f"{prior['held_out_nearest_training_clip_db']:.2f} dB)"),
+        ]
     if "latent_1nn_label_accuracy" in results:
         rows.append(("latent 1-NN label accuracy (leave-one-out)",
                      f"{results['latent_1nn_label_accuracy']:.3f}  ({results['label_classes']} classes, "
                      f"chance {results['chance_accuracy']:.3f})"))
+    if "latent_classifier_accuracy" in results:
+        rows.append(("latent classifier accuracy", f"{results['latent_classifier_accuracy']:.3f}"))
     rows.append(("time per step", ", ".join(f"{name} {seconds:.1f} s" for name, seconds in results["seconds"].items())))
     width = max(len(name) for name, _ in rows)
     for name, value in rows:

@@ -75,6 +75,17 @@ def write_json(path, data):
     return atomic_write(path, json_writer(data))
 
 
+def file_sha256(path):
+    """Hex SHA-256 of a file's bytes: ties a file written later to the exact model it describes."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def read_json(path):
     """Read a JSON file written by ``write_json``."""
     with open(path, encoding="utf-8") as file:

@@ -1,7 +1,9 @@
 """Step 3: write new sounds, and reconstructions of dataset clips, as WAV files.
 
 Into OUTPUT_DIR:
-- ``generated/``: NUM_GENERATED brand-new sounds decoded from the prior;
+- ``generated/``: NUM_GENERATED brand-new sounds decoded from the prior (for an
+  unconditional model, by default the Gaussians train.py fitted to where its
+  training clips lie in the latent space, one per class when clips had labels);
 - ``original/`` and ``reconstructed/``: NUM_RECONSTRUCTED held-out clips and what
   the model makes of them (the original is the clip's own spectrogram through
   the same phase reconstruction, so the difference you hear is the model's).
@@ -25,7 +27,7 @@ from urllib.parse import quote
 import numpy as np
 
 from configurator import PipelineError, configure, run_script
-from fileio import atomic_write, read_json, safe_name, write_json
+from fileio import atomic_write, file_sha256, read_json, safe_name, write_json
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -34,8 +36,9 @@ OUTPUT_DIR = "samples"
 # what to write
 NUM_GENERATED = 10
 NUM_RECONSTRUCTED = 5
-LABEL = ""                              # conditional models: the class to generate ("" = every class)
+LABEL = ""                              # models that know classes: the class to generate ("" = every class)
 TEMPERATURE = 1.0                       # spread of the prior samples; lower = safer, less varied
+PRIOR = "fitted"                        # unconditional models: "fitted" (latent_prior.json) or "standard" N(0, I)
 SEED = 0
 # phase reconstruction
 PHASE_METHOD = "griffinlim"             # "griffinlim" or "zero_phase" (the tutorial's, for comparison)
@@ -90,11 +93,31 @@ def check_same_parameters(model_params, data_params, data_dir):
                             f"({details}). Run preprocess.py with the model's settings, or use the matching model.")
 
 
+def load_latent_prior(model_dir):
+    """The model's fitted ``LatentPrior``, or None (with the reason printed) when it has none that fits."""
+    from autoencoder import LATENT_PRIOR_FILE, MODEL_FILE, LatentPrior
+
+    path = Path(model_dir) / LATENT_PRIOR_FILE
+    if not path.exists():
+        print(f"note: {path} is missing (training did not finish): new sounds come from N(0, I)")
+        return None
+    try:
+        data = read_json(path)
+        if data.get("model_sha256") != file_sha256(Path(model_dir) / MODEL_FILE):
+            print(f"note: {path} was fitted for another model.keras: new sounds come from N(0, I)")
+            return None
+        return LatentPrior.from_json(data)
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        print(f"note: cannot use {path} ({error}): new sounds come from N(0, I)")
+        return None
+
+
 def resolve_labels(label, label_names, count):
     """Label indices for ``count`` sounds: the requested class, or every class in turn."""
     if not label_names:
         if label:
-            raise PipelineError(f"--label={label} needs a conditional model (train with --conditional=true)")
+            raise PipelineError(f"--label={label} needs a model that knows classes: train on labelled clips "
+                                f"(sub-folders or FSDD-style names), or with --conditional=true")
         return None, [""] * count
     if label:
         if label not in label_names:
@@ -258,7 +281,7 @@ def class_of_file(path, label_names):
 
 
 def class_end(name, vae, label_names, spectrograms_dir, model_params, generation_level_db):
-    """A class of a conditional model as a morph end: the mean latent of its clips in ``spectrograms_dir``.
+    """A class of the model as a morph end: the mean latent of its clips in ``spectrograms_dir``.
 
     Without such clips, the prior's mean (the zero vector) and the training
     set's typical level stand for the class.
@@ -266,7 +289,7 @@ def class_end(name, vae, label_names, spectrograms_dir, model_params, generation
     from plot_spectrograms import encode_clips
     from preprocess import load_spectrograms
 
-    label = label_names.index(name)
+    label = label_names.index(name) if vae.num_classes else None  # only a conditional model takes it
     latent = np.zeros(vae.latent_space_dim, dtype=np.float32)
     min_db, max_db = generation_level_db["min"], generation_level_db["max"]
     spectrograms_dir = Path(spectrograms_dir)
@@ -279,7 +302,7 @@ def class_end(name, vae, label_names, spectrograms_dir, model_params, generation
     if len(indices) == 0:
         print(f"morph: no clips of class {name!r} in {spectrograms_dir}; it starts from the prior's mean")
         return MorphEnd(name, latent, label, min_db, max_db)
-    means = encode_clips(vae, data, indices, np.full(len(indices), label))
+    means = encode_clips(vae, data, indices, None if label is None else np.full(len(indices), label))
     return MorphEnd(name, means.mean(axis=0), label, float(np.mean([clips[i]["min"] for i in indices])),
                     float(np.mean([clips[i]["max"] for i in indices])))
 
@@ -306,10 +329,11 @@ def morph_end(text, setting, vae, params, training, spectrograms_dir):
         When ``text`` is neither a class of the model nor a usable audio file.
     """
     label_names = training["label_names"]
-    if label_names and text in label_names:
-        return class_end(text, vae, label_names, spectrograms_dir, params, training["generation_level_db"])
+    classes = label_names or training.get("latent_label_names") or []
+    if classes and text in classes:
+        return class_end(text, vae, classes, spectrograms_dir, params, training["generation_level_db"])
     if not Path(text).is_file():
-        known = (f"this model's classes: {', '.join(label_names)}" if label_names
+        known = (f"this model's classes: {', '.join(classes)}" if classes
                  else "this model has no classes, so give an audio file")
         raise PipelineError(f"{setting} {text!r} is neither an audio file nor a class of the model ({known})")
     spectrogram, min_db, max_db = spectrogram_of_file(text, params)
@@ -657,6 +681,8 @@ def validate(config):
     """Refuse settings that cannot work, before any model is loaded."""
     if config.NUM_GENERATED < 0 or config.NUM_RECONSTRUCTED < 0:
         raise PipelineError("NUM_GENERATED and NUM_RECONSTRUCTED must be >= 0")
+    if config.PRIOR not in ("fitted", "standard"):
+        raise PipelineError(f"PRIOR must be 'fitted' or 'standard', got {config.PRIOR!r}")
     if bool(config.MORPH_FROM) != bool(config.MORPH_TO):
         raise PipelineError("a morph needs both MORPH_FROM and MORPH_TO (an audio file or a class name each)")
     if config.MORPH_STEPS < 2:
@@ -689,9 +715,13 @@ def main(argv=None):
 
     # Brand-new sounds from the prior, given the training set's typical level.
     if config.NUM_GENERATED:
-        label_indices, label_texts = resolve_labels(config.LABEL, label_names, config.NUM_GENERATED)
+        prior = None
+        if config.PRIOR == "fitted" and not vae.num_classes:
+            prior = load_latent_prior(config.MODEL_DIR)
+        class_names = label_names or (prior.classes if prior else [])
+        label_indices, label_texts = resolve_labels(config.LABEL, class_names, config.NUM_GENERATED)
         spectrograms, _ = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,
-                                     temperature=config.TEMPERATURE)
+                                     temperature=config.TEMPERATURE, prior=prior)
         level = training["generation_level_db"]
         signals = sound_generator.convert_spectrograms_to_audio(spectrograms, level["min"], level["max"])
         names = [f"{'_'.join(filter(None, ['generated', text]))}_{index:03d}"

@@ -54,6 +54,7 @@ AUDIO_EXTENSIONS: Final = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".a
 AMIN: Final = 1e-5                             # smallest magnitude before log: -100 dB
 FILE_RATE_RANGE: Final = (1000, 1_000_000)     # Hz; a header outside it is damaged, not audio
 RESAMPLE_MARGIN: Final = 0.05                  # seconds read past the part kept, so resampling its end is exact
+FLUSH_EVERY: Final = 500                       # files between flushes of the spectrograms to disk
 FORMAT_VERSION: Final = 1                      # of the files written here; bumped on incompatible change
 FSDD_NAME = re.compile(r"^(?P<digit>[^_]+)_(?P<speaker>[^_]+)_(?P<take>\d+)$")  # a file stem
 
@@ -192,6 +193,10 @@ class Saver:
         data = np.ascontiguousarray(spectrogram, dtype="<f4").tobytes()
         os.pwrite(self.scratch.fileno(), data, self.offset + slot * self.row_bytes)
 
+    def flush(self):
+        """Start putting the slots written so far on disk, so little is left for ``finish``."""
+        os.fdatasync(self.scratch.fileno())
+
     def read_slot(self, slot, shape):
         data = os.pread(self.scratch.fileno(), self.row_bytes, self.offset + slot * self.row_bytes)
         return np.frombuffer(data, dtype="<f4").reshape(shape)
@@ -247,6 +252,7 @@ class PreprocessingPipeline:
         self.extractor = LogSpectrogramExtractor(config.FRAME_SIZE, config.HOP_LENGTH, config.TOP_DB)
         self.normaliser = MinMaxNormaliser(0.0, 1.0)
         self.saver = Saver(config.SPECTROGRAMS_DIR)
+        self.warmed_up = False
 
     @property
     def params(self):
@@ -392,21 +398,33 @@ class PreprocessingPipeline:
 
         noise = np.random.default_rng(0).standard_normal(self.num_samples).astype(np.float32)
         self.extractor.extract(self.padder.fix_length(librosa.resample(noise, orig_sr=44100, target_sr=22050)))
+        self.warmed_up = True
 
     def map_files(self, todo):
-        """Yield (index, min/max values or reason) for each (index, path), with NUM_WORKERS processes."""
+        """Yield (index, min/max values or reason) for each (index, path), with NUM_WORKERS processes.
+
+        Every FLUSH_EVERY files the spectrograms written so far go to disk; with
+        worker processes that happens while they compute the next ones.
+        """
         from tqdm import tqdm
 
         workers = self.config.NUM_WORKERS or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
         progress = dict(total=len(todo), unit="file", desc="preprocessing", disable=not todo)
         if workers == 1:
-            yield from tqdm((_process(self, item) for item in todo), **progress)
+            yield from self._flushing(tqdm((_process(self, item) for item in todo), **progress))
             return
-        self.warm_up()
+        if not self.warmed_up:
+            self.warm_up()
         with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(self,)) as pool:
             chunksize = max(1, min(32, len(todo) // (workers * 8)))
-            yield from tqdm(pool.imap_unordered(_process_in_worker, todo, chunksize), **progress)
+            yield from self._flushing(tqdm(pool.imap_unordered(_process_in_worker, todo, chunksize), **progress))
+
+    def _flushing(self, outcomes):
+        for count, outcome in enumerate(outcomes, 1):
+            yield outcome
+            if count % FLUSH_EVERY == 0:
+                self.saver.flush()
 
 
 # --- helpers -----------------------------------------------------------------

@@ -2,9 +2,12 @@
 
 Everything generate.py needs is written into MODEL_DIR: the best model
 (``model.keras``), the spectrogram parameters (``params.json``), the settings,
-labels and loudness level used for new sounds (``training.json``) and the
-training curves (``history.csv``). Re-running the same command after a crash or
-Ctrl-C resumes from the last finished epoch.
+labels and loudness level used for new sounds (``training.json``), the
+training curves (``history.csv``) and, once training ends, the latent prior
+new sounds are drawn from (``latent_prior.json``: Gaussians fitted to where the
+training clips lie in the latent space, one per class when clips have labels).
+Re-running the same command after a crash or Ctrl-C resumes from the last
+finished epoch.
 
 Run ``python train.py --help`` to list the settings; e.g. ``python train.py --epochs=5``.
 """
@@ -22,7 +25,7 @@ from typing import Final
 import numpy as np
 
 from configurator import PipelineError, configure, require, run_script
-from fileio import atomic_write, read_json, write_json
+from fileio import atomic_write, file_sha256, read_json, write_json
 
 # I/O
 SPECTROGRAMS_DIR = "data/spectrograms"
@@ -34,8 +37,9 @@ CONV_KERNELS = [3, 3, 3, 3, 3]
 CONV_STRIDES = [2, 2, 2, 2, 2]          # an int or [frequency, time] per layer
 LATENT_SPACE_DIM = 32
 CONDITIONAL = False                     # True: learn one sound class per label (sub-folder or file name)
+LATENT_CLASSIFIER_WEIGHT = 100.0        # labels known: a classifier on the latent organises it by class; 0 = off
 # loss = RECONSTRUCTION_LOSS_WEIGHT * MSE + KL_WEIGHT * KL
-RECONSTRUCTION_LOSS_WEIGHT = 10000.0
+RECONSTRUCTION_LOSS_WEIGHT = 30000.0
 KL_WEIGHT = 1.0
 # optimiser
 LEARNING_RATE = 0.001                   # Adam
@@ -154,7 +158,7 @@ def choose_strategy(name, cpu_replicas=0):
     raise PipelineError(f"DISTRIBUTE must be none, mirrored or multi_worker, got {name!r}")
 
 
-def build_vae(config, input_shape, num_classes):
+def build_vae(config, input_shape, num_classes, latent_classes=0):
     """A compiled VAE with the architecture and loss settings of ``config``."""
     import keras
 
@@ -170,10 +174,27 @@ def build_vae(config, input_shape, num_classes):
         reconstruction_loss_weight=config.RECONSTRUCTION_LOSS_WEIGHT,
         kl_weight=config.KL_WEIGHT,
         num_classes=num_classes,
+        latent_classes=latent_classes,
+        latent_classifier_weight=config.LATENT_CLASSIFIER_WEIGHT if latent_classes else 0.0,
         seed=config.SEED,
     )
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate=config.LEARNING_RATE))
     return vae
+
+
+def fit_latent_prior(model_dir, reader, train_indices, clips, class_names):
+    """Fit the best model's ``LatentPrior`` to its training clips and save it beside the model."""
+    from autoencoder import LATENT_PRIOR_FILE, MODEL_FILE, VAE, LatentPrior
+
+    vae = VAE.load(model_dir)
+    indices = np.sort(np.asarray(train_indices))
+    means = np.concatenate([vae.encode(reader.read(indices[start:start + 256]))[0]
+                            for start in range(0, len(indices), 256)])
+    labels = [class_names.index(clips[i]["label"]) for i in indices] if class_names else None
+    prior = LatentPrior.fit(means, labels, class_names)
+    write_json(Path(model_dir) / LATENT_PRIOR_FILE,
+               {**prior.to_json(), "model_sha256": file_sha256(Path(model_dir) / MODEL_FILE)})
+    return prior
 
 
 def generation_level(clips, train_indices):
@@ -297,6 +318,8 @@ def validate(config):
         (len(config.CONV_FILTERS) == len(config.CONV_KERNELS) == len(config.CONV_STRIDES),
          "CONV_FILTERS, CONV_KERNELS and CONV_STRIDES must have one entry per layer, got "
          f"{len(config.CONV_FILTERS)}, {len(config.CONV_KERNELS)} and {len(config.CONV_STRIDES)}"),
+        (config.LATENT_CLASSIFIER_WEIGHT >= 0,
+         f"LATENT_CLASSIFIER_WEIGHT must be 0 or more, got {config.LATENT_CLASSIFIER_WEIGHT}"),
     ]
     require(checks)
 
@@ -311,14 +334,21 @@ def main(argv=None):
     reader = SpectrogramReader(Path(config.SPECTROGRAMS_DIR) / "spectrograms.npy")
     train_indices, validation_indices = split_clips(clips, config.VALIDATION_FRACTION, config.SEED)
 
-    label_names, labels = [], None
+    label_names, latent_label_names, labels = [], [], None
+    all_labelled = all(clip.get("label") is not None for clip in clips)
+    if config.CONDITIONAL and not all_labelled:
+        raise PipelineError("CONDITIONAL=True needs a label for every clip: put each class in its own "
+                            "sub-folder of the audio folder (kick/, snare/...) or use FSDD-style names, "
+                            "then run preprocess.py again")
+    names = sorted({clip.get("label") for clip in clips} - {None}, key=_natural_key)
     if config.CONDITIONAL:
-        if any(clip.get("label") is None for clip in clips):
-            raise PipelineError("CONDITIONAL=True needs a label for every clip: put each class in its own "
-                                "sub-folder of the audio folder (kick/, snare/...) or use FSDD-style names, "
-                                "then run preprocess.py again")
-        label_names = sorted({clip["label"] for clip in clips}, key=_natural_key)
-        labels = np.array([[label_names.index(clip["label"])] for clip in clips], dtype=np.int32)
+        label_names = names
+    elif config.LATENT_CLASSIFIER_WEIGHT > 0 and all_labelled and len(names) > 1:
+        latent_label_names = names
+        print(f"labels found ({', '.join(names)}): a latent classifier organises the latent space by class "
+              f"(LATENT_CLASSIFIER_WEIGHT={config.LATENT_CLASSIFIER_WEIGHT:g}; 0 turns it off)")
+    if label_names or latent_label_names:
+        labels = np.array([[names.index(clip["label"])] for clip in clips], dtype=np.int32)
 
     import keras
 
@@ -346,7 +376,7 @@ def main(argv=None):
             if (model_dir / "model.keras").exists():
                 print(f"{model_dir} already holds a model from other settings: it is replaced when the "
                       f"first epoch of this run ends (use --model_dir=... to keep it)")
-            vae = build_vae(config, input_shape, len(label_names))
+            vae = build_vae(config, input_shape, len(label_names), len(latent_label_names))
             initial_epoch = 0
     if config.VERBOSE:
         vae.summary_all()
@@ -357,6 +387,7 @@ def main(argv=None):
         "format_version": TRAINING_FORMAT_VERSION,
         "settings": vars(config),
         "label_names": label_names,
+        "latent_label_names": latent_label_names,
         "generation_level_db": generation_level(clips, train_indices),
         "train_clips": len(train_indices),
         "validation_clips": len(validation_indices),
@@ -386,6 +417,11 @@ def main(argv=None):
                 shuffle=False)  # the dataset shuffles itself, every epoch
     seconds = time.perf_counter() - started
 
+    if chief and not config.CONDITIONAL and (model_dir / "model.keras").exists() and len(train_indices):
+        prior_classes = names if all_labelled and len(names) > 1 else []
+        fit_latent_prior(model_dir, reader, train_indices, clips, prior_classes)
+        print(f"fitted the latent prior for new sounds ({len(prior_classes) or 'one'} Gaussian"
+              f"{'s, one per class' if prior_classes else ''}) to the training clips")
     if checkpoint.stopped_on_nan:
         print(f"\nerror: the loss became NaN or infinite in epoch {checkpoint.stopped_on_nan}; training stopped. "
               f"The last good model is kept in {model_dir}/model.keras. Try a lower --learning_rate.")

@@ -7,7 +7,9 @@ Trains a small CNN digit classifier on FSDD's training takes (5-49), checks it
 on the test takes (0-4), then for each model: classifies its prior samples
 (an unconditional model: which digits come out, how evenly, how confidently;
 a conditional one: how often the requested digit is the one recognised) and its
-reconstructions of the test takes (is the word kept?). Samples go through the
+reconstructions of the test takes (is the word kept?). An unconditional model
+is judged twice: with the latent prior train.py fitted (one Gaussian per digit,
+what generate.py uses; digits requested in turn) and with N(0, I). Samples go through the
 same audio path as generate.py (phase reconstruction, then a fresh STFT), so
 the classifier hears what a person would. Prints JSON and writes
 benchmarks/results/digit_recognition.json.
@@ -26,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generate import load_model_folder  # noqa: E402
+from generate import load_latent_prior, load_model_folder  # noqa: E402
 from soundgenerator import SoundGenerator, stft  # noqa: E402
 from preprocess import FSDD_NAME, load_spectrograms  # noqa: E402
 
@@ -71,6 +73,24 @@ def as_heard(normalised, minima, maxima, params):
     return (heard - low) / np.maximum(high - low, 1e-6)
 
 
+def judge_samples(classifier, samples, names, requested, level, params):
+    """What the classifier hears in decoded samples: digit shares, confidence, requested digit kept."""
+    probabilities = classifier.predict(as_heard(samples[..., 0], level["min"], level["max"], params)[..., None],
+                                       verbose=0)
+    recognised = probabilities.argmax(axis=1)
+    share = np.bincount(recognised, minlength=10) / len(recognised)
+    result = {
+        "count": len(recognised),
+        "recognised_digit_share": {str(d): round(float(s), 3) for d, s in enumerate(share)},
+        "most_common_digit_share": round(float(share.max()), 3),
+        "mean_confidence": round(float(probabilities.max(axis=1).mean()), 3),
+    }
+    if requested is not None:
+        wanted = np.array([int(names[i]) for i in requested])
+        result["recognised_as_requested"] = round(float(np.mean(recognised == wanted)), 3)
+    return result
+
+
 def judge_model(model_dir, classifier, spectrograms, clips, digits, test_rows):
     vae, params, training = load_model_folder(model_dir)
     names = training["label_names"]
@@ -80,22 +100,16 @@ def judge_model(model_dir, classifier, spectrograms, clips, digits, test_rows):
     if names:
         requested = np.repeat(np.arange(len(names)), SAMPLES_PER_DIGIT)
         samples, _ = vae.sample(len(requested), requested, seed=0)
+        result["prior_samples"] = judge_samples(classifier, samples, names, requested, level, params)
     else:
-        requested = None
+        prior = load_latent_prior(model_dir)
+        if prior is not None:
+            requested = np.repeat(np.arange(len(prior.classes)), SAMPLES_PER_DIGIT) if prior.classes else None
+            samples, _ = vae.sample(count if requested is None else len(requested), requested, seed=0, prior=prior)
+            result["fitted_prior_samples"] = judge_samples(classifier, samples, prior.classes, requested, level,
+                                                           params)
         samples, _ = vae.sample(count, seed=0)
-    probabilities = classifier.predict(as_heard(samples[..., 0], level["min"], level["max"], params)[..., None],
-                                       verbose=0)
-    recognised = probabilities.argmax(axis=1)
-    share = np.bincount(recognised, minlength=10) / len(recognised)
-    result["prior_samples"] = {
-        "count": len(recognised),
-        "recognised_digit_share": {str(d): round(float(s), 3) for d, s in enumerate(share)},
-        "most_common_digit_share": round(float(share.max()), 3),
-        "mean_confidence": round(float(probabilities.max(axis=1).mean()), 3),
-    }
-    if names:
-        wanted = np.array([int(names[i]) for i in requested])
-        result["prior_samples"]["recognised_as_requested"] = round(float(np.mean(recognised == wanted)), 3)
+        result["prior_samples"] = judge_samples(classifier, samples, names, None, level, params)
     labels = None
     if names:
         labels = np.array([names.index(clips[i]["label"]) for i in test_rows])

@@ -1,5 +1,7 @@
 """The Keras 3 VAE: shapes, losses, training, saving and loading."""
 
+import json
+
 import keras
 import numpy as np
 import pytest
@@ -117,3 +119,94 @@ def test_a_huge_log_variance_cannot_overflow_the_loss():
     log_variance_layer.set_weights([kernel * 0, bias * 0 + 500.0])  # exp(500) overflows float32
     losses = [float(value) for value in vae.compute_losses(blobs(4), None, training=True)]
     assert all(np.isfinite(losses)), losses
+
+
+def test_latent_classifier_adds_its_weighted_cross_entropy():
+    vae = tiny_vae(reconstruction_loss_weight=1000.0, kl_weight=0.5, latent_classes=2, latent_classifier_weight=3.0)
+    x, labels = blobs(4), np.array([[0], [1], [0], [1]])
+    total, reconstruction, kl, label = (float(v) for v in vae.compute_losses(x, labels, training=False))
+    assert 0.0 < label < 5.0  # a cross-entropy over two classes, from an untrained classifier
+    assert total == pytest.approx(1000.0 * reconstruction + 0.5 * kl + 3.0 * label, rel=1e-5)
+    assert [m.name for m in vae.metrics] == ["loss", "reconstruction_loss", "kl_loss", "label_loss"]
+    with pytest.raises(ValueError, match="latent classifier: pass"):
+        vae.fit(x, epochs=1, verbose=0)
+
+
+def test_latent_classifier_learns_the_labels_and_survives_saving(tmp_path):
+    keras.utils.set_random_seed(0)  # weights start the same whatever ran before
+    vae = tiny_vae(latent_classes=2, latent_classifier_weight=10.0)
+    x = blobs(32)
+    bright_row = x[:, :, 0, 0].argmax(axis=1)
+    labels = (bright_row >= 16).astype("int32").reshape(-1, 1)  # band in the lower or upper half
+    # Enough steps for batch normalisation's moving statistics to catch up (classify uses them).
+    history = vae.fit(x, labels, epochs=40, batch_size=4, verbose=0).history
+    assert history["label_loss"][-1] < 0.5 * history["label_loss"][0]
+    probabilities = vae.classify(x)
+    assert probabilities.shape == (32, 2)
+    np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
+    assert np.mean(probabilities.argmax(axis=1) == labels[:, 0]) >= 0.9
+    vae.save(tmp_path / "model")
+    loaded = VAE.load(tmp_path / "model")
+    assert loaded.latent_classes == 2 and loaded.latent_classifier_weight == 10.0
+    np.testing.assert_allclose(loaded.classify(x), probabilities, rtol=1e-5, atol=1e-6)
+    # Unconditional: the decoder needs no label.
+    assert loaded.decode(np.zeros((1, 3))).shape == (1, 32, 16, 1)
+
+
+def test_a_vae_without_a_latent_classifier_cannot_classify_and_conditional_cannot_have_one():
+    with pytest.raises(ValueError, match="no latent classifier"):
+        tiny_vae().classify(blobs(2))
+    with pytest.raises(ValueError, match="conditional VAE .* cannot also have a latent classifier"):
+        tiny_vae(num_classes=2, latent_classes=2)
+
+
+# --- the fitted latent prior ----------------------------------------------------------------
+
+def two_clusters(count=400, seed=0):
+    rng = np.random.default_rng(seed)
+    latents = np.concatenate([rng.normal([3.0, 0.0], [0.5, 0.1], (count, 2)),
+                              rng.normal([-3.0, 1.0], [0.1, 0.5], (count, 2))])
+    return latents, np.repeat([0, 1], count)
+
+
+def test_latent_prior_fits_one_gaussian_per_class_and_samples_the_requested_one():
+    from autoencoder import LatentPrior
+
+    latents, labels = two_clusters()
+    prior = LatentPrior.fit(latents, labels, ["kick", "snare"])
+    assert prior.classes == ["kick", "snare"] and prior.counts == [400, 400]
+    np.testing.assert_allclose(prior.means, [[3.0, 0.0], [-3.0, 1.0]], atol=0.1)
+    snares = prior.sample(4000, labels=[1], rng=np.random.default_rng(1))
+    assert snares.dtype == np.float32 and snares.shape == (4000, 2)
+    np.testing.assert_allclose(snares.mean(axis=0), [-3.0, 1.0], atol=0.1)
+    # Its own spread, slightly shrunk towards that of all clips (2 dims / (2 + 400 clips)).
+    assert 0.09 < snares[:, 0].std() < 0.25 and 0.45 < snares[:, 1].std() < 0.6
+    either = prior.sample(10, rng=np.random.default_rng(1))
+    assert np.all((either[::2, 0] > 0) & (either[1::2, 0] < 0))  # every class in turn
+    with pytest.raises(ValueError, match=r"labels must be in 0..1"):
+        prior.sample(1, labels=[2])
+
+
+def test_a_class_with_one_clip_is_not_copied_and_json_round_trips():
+    from autoencoder import LatentPrior
+
+    latents, labels = two_clusters()
+    latents, labels = np.concatenate([latents, [[0.0, 9.0]]]), np.append(labels, 2)
+    prior = LatentPrior.fit(latents, labels, ["kick", "snare", "clap"])
+    claps = prior.sample(500, labels=[2], rng=np.random.default_rng(0))
+    assert np.all(claps.std(axis=0) > 0.5)  # the spread of all clips, not the single clip again
+    restored = LatentPrior.from_json(json.loads(json.dumps(prior.to_json())))
+    np.testing.assert_array_equal(restored.sample(5, rng=np.random.default_rng(3)),
+                                  prior.sample(5, rng=np.random.default_rng(3)))
+    one = LatentPrior.fit(latents)  # no labels: one Gaussian over every clip
+    assert one.classes == [] and len(one.means) == 1
+
+
+def test_sampling_an_unconditional_vae_from_a_fitted_prior_decodes_those_latents():
+    from autoencoder import LatentPrior
+
+    vae = tiny_vae()
+    prior = LatentPrior.fit(np.random.default_rng(0).normal(5.0, 0.01, (50, 3)))
+    samples, latents = vae.sample(4, seed=2, prior=prior)
+    np.testing.assert_allclose(latents, 5.0, atol=0.1)
+    np.testing.assert_allclose(samples, vae.decode(latents), rtol=1e-5, atol=1e-6)

@@ -45,9 +45,13 @@ def test_evaluate_reports_every_figure_for_a_trained_model(tmp_path):
     assert 0 < reconstruction["log_spectral_distance_db"] < 80
     # Inverting the true spectrograms: far better than zero phase's ~-2 dB.
     assert saved["phase_reconstruction"]["spectral_convergence_db"] < -12
-    prior = saved["prior_samples"]
-    assert prior["count"] == 6 and prior["diversity_db"] >= 0 and prior["nearest_training_clip_db"] > 0
-    assert set(saved["seconds"]) >= {"reconstruct_held_out", "invert_true_spectrograms", "sample_prior"}
+    # Labelled drums: the fitted per-class prior generate.py uses comes first, N(0, I) beside it.
+    for key, name in (("prior_samples", "fitted"), ("standard_prior_samples", "standard")):
+        prior = saved[key]
+        assert prior["prior"] == name
+        assert prior["count"] == 6 and prior["diversity_db"] >= 0 and prior["nearest_training_clip_db"] > 0
+    assert set(saved["seconds"]) >= {"reconstruct_held_out", "invert_true_spectrograms", "sample_fitted_prior",
+                                     "sample_standard_prior"}
 
 
 @pytest.mark.slow

@@ -322,3 +322,36 @@ def test_the_listening_page_groups_sounds_by_class_and_pairs_originals_with_reco
     assert order == sorted(order)
     pair = page[page.index('<div class="pair">'):page.index("reconstructed/tom_1.wav")]
     assert "original/tom_1.wav" in pair
+
+
+# --- a latent classifier (unconditional model organised by class) --------------------------
+
+@pytest.mark.slow
+def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them(tmp_path):
+    import csv
+
+    history = tiny_project(tmp_path, 3, "--latent_classifier_weight=5")
+    training = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert training["latent_label_names"] == CLASSES and training["label_names"] == []
+    with open(tmp_path / "model" / "history.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert len(rows) == 3 == len(history)
+    assert float(rows[0]["label_loss"]) > 0 and "val_label_loss" in rows[0]
+    vae, _, _ = generate.load_model_folder(tmp_path / "model")
+    assert vae.latent_classes == len(CLASSES) and vae.num_classes == 0  # unconditional
+    spectrograms, clips, _ = preprocess.load_spectrograms(tmp_path / "spectrograms")
+    assert vae.classify(spectrograms).shape == (len(clips), len(CLASSES))
+    # A Gaussian per class was fitted to the best model's latent means, for generation by class.
+    prior_file = json.loads((tmp_path / "model" / "latent_prior.json").read_text())
+    assert prior_file["classes"] == CLASSES and len(prior_file["means"]) == len(CLASSES)
+    written = run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
+    assert [path.name for path in written["generated"]] == ["generated_snare_000.wav", "generated_snare_001.wav"]
+    with pytest.raises(PipelineError, match=f"unknown label 'cowbell'; this model knows: {', '.join(CLASSES)}$"):
+        run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=cowbell")
+    # A prior fitted for another model.keras is not used: N(0, I) again, and no classes to ask for.
+    prior_file["model_sha256"] = "0" * 64
+    (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(prior_file))
+    with pytest.raises(PipelineError, match="--label=snare needs a model that knows classes"):
+        run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
+    written = run_generate(tmp_path, tmp_path / "out2", "--num_generated=2")
+    assert [path.name for path in written["generated"]] == ["generated_000.wav", "generated_001.wav"]

@@ -40,12 +40,14 @@ def run_generate(root, output, *extra):
 def test_training_writes_everything_generation_needs(trained):
     root, history = trained
     model_dir = root / "model"
-    assert {"model.keras", "params.json", "training.json", "history.csv"} <= {p.name for p in model_dir.iterdir()}
+    assert {"model.keras", "params.json", "training.json", "history.csv", "latent_prior.json"} <= {
+        p.name for p in model_dir.iterdir()}
     assert not (model_dir / "checkpoint").exists()  # finished runs leave nothing to resume
     params = json.loads((model_dir / "params.json").read_text())
     assert (params["sample_rate"], params["hop_length"], params["frame_size"]) == (SAMPLE_RATE, HOP_LENGTH, FRAME_SIZE)
     rows = (model_dir / "history.csv").read_text().splitlines()
-    assert rows[0].split(",")[:4] == ["epoch", "kl_loss", "loss", "reconstruction_loss"]
+    # Labelled drum folders: the latent classifier's label loss is trained and logged too.
+    assert rows[0].split(",")[:5] == ["epoch", "kl_loss", "label_loss", "loss", "reconstruction_loss"]
     assert len(rows) == 1 + 4 and [entry["epoch"] for entry in history] == [1, 2, 3, 4]
     assert history[-1]["loss"] < history[0]["loss"]
     training = json.loads((model_dir / "training.json").read_text())
@@ -95,10 +97,11 @@ def test_generate_refuses_spectrograms_made_with_other_parameters(trained, tmp_p
 
 
 @pytest.mark.slow
-def test_generate_refuses_a_label_for_an_unconditional_model(trained, tmp_path):
+def test_generate_refuses_a_label_when_sampling_the_standard_normal_prior(trained, tmp_path):
     root, _ = trained
-    with pytest.raises(PipelineError, match="needs a conditional model"):
-        run_generate(root, tmp_path / "out", "--label=snare")
+    with pytest.raises(PipelineError, match="--label=snare needs a model that knows classes"):
+        run_generate(root, tmp_path / "out", "--label=snare", "--prior=standard")
+    assert not (tmp_path / "out" / "generated").exists()
 
 
 def test_generate_without_a_model_says_to_train_first(tmp_path):

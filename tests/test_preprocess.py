@@ -190,3 +190,28 @@ def test_the_default_audio_folder_is_created_and_filled_with_demo_drums(tmp_path
     assert report["clips_written"] == 10
     _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
     assert sorted({clip["label"] for clip in clips}) == ["clap", "hihat", "kick", "snare", "tom"]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder, tmp_path, monkeypatch, workers):
+    flushed_with = []  # how many slots held a spectrogram at each flush
+    real_flush = preprocess.Saver.flush
+
+    def counting_flush(saver):
+        data = np.frombuffer(Path(saver.scratch_path).read_bytes()[saver.offset:], dtype="<f4")
+        rows = data[:len(data) // (saver.row_bytes // 4) * (saver.row_bytes // 4)].reshape(-1, saver.row_bytes // 4)
+        flushed_with.append(int(np.count_nonzero(rows.max(axis=1) > 0)))
+        real_flush(saver)
+
+    monkeypatch.setattr(preprocess, "FLUSH_EVERY", 2)
+    monkeypatch.setattr(preprocess.Saver, "flush", counting_flush)
+    run_preprocess(audio_folder, tmp_path / "flushed", f"--num_workers={workers}")
+    # 6 files: a flush after every second outcome, each after that many spectrograms were written
+    # (worker processes may have written more by then).
+    assert len(flushed_with) == 3
+    assert all(written >= need for written, need in zip(flushed_with, [2, 4, 6]))
+    if workers == 1:
+        assert flushed_with == [2, 4, 6]
+    monkeypatch.setattr(preprocess, "FLUSH_EVERY", 10 ** 9)
+    run_preprocess(audio_folder, tmp_path / "plain", f"--num_workers={workers}")
+    assert (tmp_path / "flushed" / "spectrograms.npy").read_bytes() == (tmp_path / "plain" / "spectrograms.npy").read_bytes()
