@@ -46,7 +46,7 @@ GRIFFIN_LIM_ITERATIONS = 32
 GRIFFIN_LIM_MOMENTUM = 0.99
 PEAK_DBFS = -1.0                        # louder results are turned down to this peak: no clipping
 # morphing: both set = a morph from one to the other
-MORPH_FROM = ""                         # an audio file, or a class name of a conditional model
+MORPH_FROM = ""                         # an audio file, or a class name of the model
 MORPH_TO = ""
 MORPH_STEPS = 8                         # sounds in the morph, both ends included
 MORPH_INTERPOLATION = "slerp"           # "linear" or "slerp" (along the sphere, as prior samples lie)
@@ -313,7 +313,7 @@ def morph_end(text, setting, vae, params, training, spectrograms_dir):
     Parameters
     ----------
     text : str
-        A class name of a conditional model (classes win over files of the
+        A class name of the model (classes win over files of the
         same name), or the path of an audio file.
     setting : str
         The setting's name, for messages.
@@ -714,11 +714,11 @@ def main(argv=None):
                       morph_end(config.MORPH_TO, "MORPH_TO", vae, params, training, config.SPECTROGRAMS_DIR))
 
     # Brand-new sounds from the prior, given the training set's typical level.
+    prior = None
+    if config.NUM_GENERATED and config.PRIOR == "fitted" and not vae.num_classes:
+        prior = load_latent_prior(config.MODEL_DIR)
+    class_names = label_names or (prior.classes if prior else [])
     if config.NUM_GENERATED:
-        prior = None
-        if config.PRIOR == "fitted" and not vae.num_classes:
-            prior = load_latent_prior(config.MODEL_DIR)
-        class_names = label_names or (prior.classes if prior else [])
         label_indices, label_texts = resolve_labels(config.LABEL, class_names, config.NUM_GENERATED)
         spectrograms, _ = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,
                                      temperature=config.TEMPERATURE, prior=prior)

@@ -309,6 +309,40 @@ def latent_pca(means, n_components=2):
     return centred @ components.T, components, explained_variance_ratio
 
 
+def latent_discriminants(means, groups, n_components=2):
+    """Project latent vectors onto the directions that best separate their groups (Fisher's LDA).
+
+    Where PCA keeps the directions of largest spread (on speech, often the
+    speaker), these maximise the spread of the group means against the spread
+    within each group. Needs at least three groups for two directions.
+
+    Returns
+    -------
+    projected : numpy.ndarray
+        (clips, n_components) coordinates, centred, in units of the within-group standard deviation.
+    separation : numpy.ndarray
+        (n_components,) between-group to within-group variance ratio along each direction.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    names = sorted(set(groups), key=str)
+    if len(names) < 3:
+        raise ValueError(f"two discriminant directions need at least 3 groups, got {len(names)}")
+    index = np.array([names.index(group) for group in groups])
+    centred = means - means.mean(axis=0)
+    group_means = np.stack([centred[index == i].mean(axis=0) for i in range(len(names))])
+    within = centred - group_means[index]
+    within_cov = within.T @ within / len(means)
+    between_cov = (group_means.T * np.bincount(index)) @ group_means / len(means)
+    # Whiten the within-group spread (a small ridge keeps unused latent dimensions harmless).
+    values, vectors = np.linalg.eigh(within_cov + 1e-6 * np.trace(within_cov) / len(within_cov) * np.eye(len(within_cov)))
+    whiten = vectors / np.sqrt(values)
+    separation, directions = np.linalg.eigh(whiten.T @ between_cov @ whiten)
+    order = np.argsort(separation)[::-1][:n_components]
+    components = whiten @ directions[:, order]
+    components *= np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(len(order))])
+    return centred @ components, separation[order]
+
+
 def latent_grid_points(means, grid_size=LATENT_GRID_SIZE, span=LATENT_GRID_SPAN):
     """Latent vectors on a grid along the two main PCA directions of ``means``.
 
@@ -347,7 +381,7 @@ def group_names(clips):
     return names
 
 
-def plot_latent_map(projected, explained_variance_ratio, groups, held_out):
+def plot_latent_map(projected, explained_variance_ratio, groups, held_out, discriminant=None):
     """Scatter of the 2-D projected latent means, coloured by group, held-out clips as triangles.
 
     Parameters
@@ -360,6 +394,9 @@ def plot_latent_map(projected, explained_variance_ratio, groups, held_out):
         Colour group (label) of each clip.
     held_out : numpy.ndarray of bool
         True for clips the model did not train on.
+    discriminant : tuple, optional
+        (coordinates, separation) from ``latent_discriminants``: drawn as a
+        second panel, the view that separates the groups best.
 
     Returns
     -------
@@ -372,21 +409,29 @@ def plot_latent_map(projected, explained_variance_ratio, groups, held_out):
     names = sorted(set(groups), key=str)
     colours = matplotlib.colormaps["tab10" if len(names) <= 10 else "tab20" if len(names) <= 20 else "turbo"]
     size = 28 if len(projected) <= 500 else 10
+    ratios = list(explained_variance_ratio) + [0.0] * (2 - len(explained_variance_ratio))
+    panels = [(projected, f"PC 1 ({100 * ratios[0]:.1f}% of the variance)",
+               f"PC 2 ({100 * ratios[1]:.1f}% of the variance)",
+               f"Latent means of {len(projected)} clips, PCA projection")]
+    if discriminant is not None:
+        coordinates, separation = discriminant
+        panels.append((np.asarray(coordinates), f"LD 1 (between/within-class variance {separation[0]:.1f})",
+                       f"LD 2 (between/within-class variance {separation[1]:.1f})",
+                       "The two directions that separate the classes best (LDA)"))
     with matplotlib.rc_context(FIGURE_STYLE):
-        figure = Figure(figsize=(7.5, 6.0), layout="constrained")
-        axes = figure.subplots()
-        for index, name in enumerate(names):
-            colour = colours(index / max(len(names) - 1, 1)) if len(names) > 20 else colours(index)
-            in_group = np.array([group == name for group in groups])
-            axes.scatter(*projected[in_group & ~held_out, :2].T, s=size, color=colour, marker="o",
-                         alpha=0.75, linewidths=0, label=name)
-            axes.scatter(*projected[in_group & held_out, :2].T, s=size * 1.8, color=colour, marker="^",
-                         edgecolors="black", linewidths=0.6)
-        ratios = list(explained_variance_ratio) + [0.0] * (2 - len(explained_variance_ratio))
-        axes.set_xlabel(f"PC 1 ({100 * ratios[0]:.1f}% of the variance)")
-        axes.set_ylabel(f"PC 2 ({100 * ratios[1]:.1f}% of the variance)")
-        axes.set_title(f"Latent means of {len(projected)} clips, PCA projection")
-        axes.grid(True, alpha=0.3)
+        figure = Figure(figsize=(7.5 + 5.5 * (len(panels) - 1), 6.0), layout="constrained")
+        for axes, (points, xlabel, ylabel, title) in zip(np.atleast_1d(figure.subplots(1, len(panels))), panels):
+            for index, name in enumerate(names):
+                colour = colours(index / max(len(names) - 1, 1)) if len(names) > 20 else colours(index)
+                in_group = np.array([group == name for group in groups])
+                axes.scatter(*points[in_group & ~held_out, :2].T, s=size, color=colour, marker="o",
+                             alpha=0.75, linewidths=0, label=name)
+                axes.scatter(*points[in_group & held_out, :2].T, s=size * 1.8, color=colour, marker="^",
+                             edgecolors="black", linewidths=0.6)
+            axes.set_xlabel(xlabel)
+            axes.set_ylabel(ylabel)
+            axes.set_title(title)
+            axes.grid(True, alpha=0.3)
         label_legend = axes.legend(title="label", loc="upper left", bbox_to_anchor=(1.01, 1.0),
                                    ncol=1 if len(names) <= 20 else 2)
         axes.add_artist(label_legend)
@@ -558,7 +603,9 @@ def main(argv=None):
             held_out_ids = set(training.get("validation_ids", []))
             chosen_clips = [clips[i] for i in clip_indices]
             held_out = np.array([clip["id"] in held_out_ids for clip in chosen_clips])
-            save(plot_latent_map(projected, explained, group_names(chosen_clips), held_out), "latent_map.png")
+            groups = group_names(chosen_clips)
+            discriminant = latent_discriminants(means, groups) if len(set(groups)) >= 3 else None
+            save(plot_latent_map(projected, explained, groups, held_out, discriminant), "latent_map.png")
             save(plot_latent_grid(vae, means, params, training["generation_level_db"],
                                   label_index=0 if label_names else None,
                                   label_name=label_names[0] if label_names else "",

@@ -7,7 +7,8 @@ Measures, in one run on this machine:
 - preprocessing of FSDD (../shared/data/fsdd): files/s with all cores and one file at a time;
 - training throughput (spectrograms/s) of the defaults and of the tutorial preset;
 - generation: 100 new sounds, decode + phase reconstruction + WAV writing;
-- peak memory (RSS) of train.py on a small and a 10x larger synthetic dataset.
+- peak memory (RSS) of train.py on a small and a 10x larger synthetic dataset;
+- training throughput of the defaults in float32 and in mixed bfloat16 precision.
 """
 
 import json
@@ -59,13 +60,13 @@ def spectrogram_shape(settings):
     return settings["FRAME_SIZE"] // 2, 1 + num_samples // settings["HOP_LENGTH"]
 
 
-def training_throughput():
+def training_throughput(configurations=(("defaults", []), ("tutorial", ["--preset=tutorial"]))):
     """Spectrograms/s of a training step, defaults vs the tutorial preset, same data path."""
     import preprocess
     import train
 
     figures = {}
-    for name, argv in (("defaults", []), ("tutorial", ["--preset=tutorial"])):
+    for name, argv in configurations:
         config = configure(vars(train), argv)
         data_settings = vars(configure(vars(preprocess), argv))
         bins, frames = spectrogram_shape(data_settings)
@@ -83,8 +84,30 @@ def training_throughput():
         figures[name] = {"spectrogram_shape": [bins, frames], "batch_size": config.BATCH_SIZE,
                          "parameters": int(vae.encoder.count_params() + vae.decoder.count_params()),
                          "spectrograms_per_second": round(count / seconds, 1)}
-    figures["speedup"] = round(figures["defaults"]["spectrograms_per_second"]
-                               / figures["tutorial"]["spectrograms_per_second"], 1)
+    if "tutorial" in figures:
+        figures["speedup"] = round(figures["defaults"]["spectrograms_per_second"]
+                                   / figures["tutorial"]["spectrograms_per_second"], 1)
+    return figures
+
+
+def _throughput_child(policy):
+    """Run in a subprocess: training throughput of the defaults under a Keras dtype policy."""
+    import keras
+
+    keras.mixed_precision.set_global_policy(policy)
+    print(json.dumps(training_throughput((("defaults", []),))["defaults"]))
+
+
+def mixed_precision():
+    """Training spectrograms/s of the defaults in float32 and in mixed bfloat16 (each in its own process)."""
+    figures = {}
+    for policy in ("float32", "mixed_bfloat16"):
+        result = subprocess.run([sys.executable, __file__, "--child-throughput", policy],
+                                capture_output=True, text=True, cwd=ROOT)
+        if result.returncode != 0:
+            raise RuntimeError(result.stderr[-2000:])
+        figures[policy] = json.loads(result.stdout.strip().splitlines()[-1])["spectrograms_per_second"]
+    figures["ratio"] = round(figures["mixed_bfloat16"] / figures["float32"], 2)
     return figures
 
 
@@ -171,12 +194,14 @@ def training_memory():
 
 
 BENCHMARKS = {"preprocessing": preprocessing, "training": training_throughput,
-              "generation": generation, "memory": training_memory}
+              "generation": generation, "memory": training_memory, "mixed_precision": mixed_precision}
 
 
 def main(argv):
     if argv[:1] == ["--child-train"]:
         return _train_child(*argv[1:3])
+    if argv[:1] == ["--child-throughput"]:
+        return _throughput_child(argv[1])
     only = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--only=")]
     names = only[0].split(",") if only else list(BENCHMARKS)
     results = {"machine": {"cpus": os.cpu_count()}, "tutorial_preset": PRESETS["tutorial"]}

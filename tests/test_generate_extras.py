@@ -348,6 +348,9 @@ def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them
     assert [path.name for path in written["generated"]] == ["generated_snare_000.wav", "generated_snare_001.wav"]
     with pytest.raises(PipelineError, match=f"unknown label 'cowbell'; this model knows: {', '.join(CLASSES)}$"):
         run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=cowbell")
+    # Class names work as morph ends of this unconditional model: the mean latent of each class's clips.
+    written = run_generate(tmp_path, tmp_path / "morph", "--morph_from=kick", "--morph_to=snare", "--morph_steps=3")
+    assert [path.name for path in written["morph"]] == ["morph_00.wav", "morph_01.wav", "morph_02.wav"]
     # A prior fitted for another model.keras is not used: N(0, I) again, and no classes to ask for.
     prior_file["model_sha256"] = "0" * 64
     (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(prior_file))

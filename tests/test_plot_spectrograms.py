@@ -276,3 +276,24 @@ def test_nothing_to_plot_raises_a_pipeline_error_naming_train_py(tmp_path):
     with pytest.raises(PipelineError, match="train.py"):
         main(arguments)
     assert not (tmp_path / "plots").exists()
+
+
+def test_discriminant_directions_separate_classes_that_pca_mixes():
+    from plot_spectrograms import latent_discriminants, latent_pca
+
+    rng = np.random.default_rng(0)
+    groups = np.repeat(["a", "b", "c"], 100)
+    means = rng.normal(0.0, 0.1, (300, 4))
+    means[:, 0] += rng.normal(0.0, 5.0, 300)                 # a loud nuisance, like the speaker
+    means[:, 2] += np.repeat([-1.0, 0.0, 1.0], 100)          # the classes, along a quiet direction
+    pca, _, _ = latent_pca(means)
+    lda, separation = latent_discriminants(means, list(groups))
+    assert lda.shape == (300, 2) and separation[0] > 20 >= separation[1] * 20
+    # Along LD 1 the three classes sit apart in order (either sign); along PC 1 they overlap.
+    centres = np.array([lda[groups == g, 0].mean() for g in "abc"])
+    spread = max(lda[groups == g, 0].std() for g in "abc")
+    assert np.all(np.abs(np.diff(centres)) > 5 * spread)
+    pca_centres = np.array([pca[groups == g, 0].mean() for g in "abc"])
+    assert np.all(np.abs(np.diff(pca_centres)) < pca[:, 0].std())
+    with pytest.raises(ValueError, match="at least 3 groups"):
+        latent_discriminants(means[:200], list(groups[:200]))
