@@ -78,6 +78,9 @@ class SpectrogramReader:
     def __len__(self):
         return self.shape[0]
 
+    def __getitem__(self, indices):
+        return self.read(indices)
+
     def read(self, indices):
         """Rows ``indices`` (sorted reads are fastest) as a float32 array (n, bins, frames)."""
         batch = np.empty((len(indices),) + tuple(self.shape[1:]), dtype=np.float32)
@@ -186,10 +189,11 @@ def fit_latent_prior(model_dir, reader, train_indices, clips, class_names):
     """Fit the best model's ``LatentPrior`` to its training clips and save it beside the model."""
     from autoencoder import LATENT_PRIOR_FILE, MODEL_FILE, VAE, LatentPrior
 
+    from plot_spectrograms import encode_clips
+
     vae = VAE.load(model_dir)
     indices = np.sort(np.asarray(train_indices))
-    means = np.concatenate([vae.encode(reader.read(indices[start:start + 256]))[0]
-                            for start in range(0, len(indices), 256)])
+    means = encode_clips(vae, reader, indices)
     labels = [class_names.index(clips[i]["label"]) for i in indices] if class_names else None
     prior = LatentPrior.fit(means, labels, class_names)
     write_json(Path(model_dir) / LATENT_PRIOR_FILE,
