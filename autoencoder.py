@@ -279,7 +279,14 @@ class VAE(keras.Model):
         if not self.latent_classes:
             raise ValueError("this VAE has no latent classifier (train with labels and LATENT_CLASSIFIER_WEIGHT > 0)")
         mean, _ = self.encode(spectrograms, batch_size=batch_size)
-        return ops.convert_to_numpy(ops.softmax(self.latent_classifier(mean)))
+        return self.classify_latents(mean)
+
+    def classify_latents(self, latents):
+        """Class probabilities from the latent classifier, for latent vectors (n, latent_dim)."""
+        if not self.latent_classes:
+            raise ValueError("this VAE has no latent classifier (train with labels and LATENT_CLASSIFIER_WEIGHT > 0)")
+        latents = np.asarray(latents, dtype="float32").reshape(-1, self.latent_space_dim)
+        return ops.convert_to_numpy(ops.softmax(self.latent_classifier(latents)))
 
     def reconstruct(self, spectrograms, labels=None):
         """Return (reconstructed spectrograms, latent means), the tutorial's method."""

@@ -187,8 +187,8 @@ def evaluate(config):
     with watch.time("nearest_training_clips"):
         held_to_train = pairwise_rms(held, training_spectrograms).min(axis=1) * span_db
         held_pairs = pairwise_rms(held)[np.triu_indices(len(held), 1)] * span_db
+    prior_labels = (np.arange(config.NUM_PRIOR_SAMPLES) % len(label_names)) if label_names else None
     for name, prior in priors.items():
-        prior_labels = (np.arange(config.NUM_PRIOR_SAMPLES) % len(label_names)) if label_names else None
         with watch.time(f"sample_{name}_prior"):
             samples, _ = vae.sample(config.NUM_PRIOR_SAMPLES, prior_labels, seed=config.SEED, prior=prior)
         samples = samples[..., 0]
@@ -213,7 +213,7 @@ def evaluate(config):
         results["chance_accuracy"] = float(max(labels.count(label) for label in set(labels)) / len(labels))
         latent_names = training.get("latent_label_names") or []
         if vae.latent_classes and set(labels) <= set(latent_names):
-            predicted = vae.classify(held).argmax(axis=1)
+            predicted = vae.classify_latents(latent_means).argmax(axis=1)  # held-out means, encoded above
             results["latent_classifier_accuracy"] = float(np.mean(
                 [latent_names[i] == label for i, label in zip(predicted, labels)]))
     results["seconds"] = watch.seconds

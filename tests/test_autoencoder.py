@@ -145,6 +145,8 @@ def test_latent_classifier_learns_the_labels_and_survives_saving(tmp_path):
     assert probabilities.shape == (32, 2)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, rtol=1e-5)
     assert np.mean(probabilities.argmax(axis=1) == labels[:, 0]) >= 0.9
+    means, _ = vae.encode(x)
+    np.testing.assert_allclose(vae.classify_latents(means), probabilities, rtol=1e-5, atol=1e-6)
     vae.save(tmp_path / "model")
     loaded = VAE.load(tmp_path / "model")
     assert loaded.latent_classes == 2 and loaded.latent_classifier_weight == 10.0
