@@ -61,12 +61,20 @@ def atomic_write_all(writers):
     return [path for _, path in staged]
 
 
-def json_writer(data):
-    """A writer for ``atomic_write``/``atomic_write_all`` that writes ``data`` as indented JSON."""
+def json_writer(data, item_per_line=False):
+    """A writer for ``atomic_write``/``atomic_write_all`` that writes ``data`` as indented JSON.
+
+    With ``item_per_line`` the list ``data`` is written one compact item per line:
+    as easy to read, and several times faster to write for long lists.
+    """
     def write(tmp_name):
         with open(tmp_name, "w", encoding="utf-8") as file:
-            json.dump(data, file, indent=2, ensure_ascii=False, default=_to_builtin)
-            file.write("\n")
+            if item_per_line:
+                items = (json.dumps(item, ensure_ascii=False, default=_to_builtin) for item in data)
+                file.write("[\n  " + ",\n  ".join(items) + "\n]\n")
+            else:
+                json.dump(data, file, indent=2, ensure_ascii=False, default=_to_builtin)
+                file.write("\n")
     return write
 
 

@@ -46,6 +46,7 @@ TOP_DB = 80.0                           # dynamic range kept below each clip's p
 LABELS = "auto"                         # "auto", "folder", "filename" (FSDD: 7_jackson_32.wav -> 7) or "none"
 # system
 NUM_WORKERS = 0                         # processes; 0 = one per CPU core
+BATCH_FILES = 32                        # files whose spectrograms are computed in one call (1 = one at a time)
 DEMO_CLIPS_PER_CLASS = 60               # built-in drum set written when AUDIO_DIR is empty
 SEED = 0
 
@@ -133,11 +134,17 @@ class LogSpectrogramExtractor:
         self.hop_length = hop_length
         self.top_db = top_db
 
-    def extract(self, signal):
+    def extract(self, signals):
+        """dB spectrogram(s) of a signal (samples,) or of equal-length signals (clips, samples).
+
+        Each clip keeps TOP_DB below its own peak, so a batch gives exactly what
+        one call per clip would, only faster.
+        """
         import librosa
 
-        stft = librosa.stft(signal, n_fft=self.frame_size, hop_length=self.hop_length)[:-1]
-        return librosa.amplitude_to_db(np.abs(stft), ref=1.0, amin=AMIN, top_db=self.top_db)
+        stft = librosa.stft(signals, n_fft=self.frame_size, hop_length=self.hop_length)[..., :-1, :]
+        spectrogram_db = librosa.amplitude_to_db(np.abs(stft), ref=1.0, amin=AMIN, top_db=None)
+        return np.maximum(spectrogram_db, spectrogram_db.max(axis=(-2, -1), keepdims=True) - self.top_db)
 
 
 class MinMaxNormaliser:
@@ -234,7 +241,7 @@ class Saver:
                 self.spectrograms_dir / "spectrograms.npy": write_array,
                 self.spectrograms_dir / "params.json": json_writer(params),
                 self.spectrograms_dir / "report.json": json_writer(report),
-                self.spectrograms_dir / "clips.json": json_writer(clips),
+                self.spectrograms_dir / "clips.json": json_writer(clips, item_per_line=True),
             })
         finally:
             self.close()
@@ -253,6 +260,7 @@ class PreprocessingPipeline:
         self.normaliser = MinMaxNormaliser(0.0, 1.0)
         self.saver = Saver(config.SPECTROGRAMS_DIR)
         self.warmed_up = False
+        self.files_done = 0
 
     @property
     def params(self):
@@ -276,38 +284,55 @@ class PreprocessingPipeline:
             "labels": config.LABELS,
         }
 
-    def process_file(self, index, path):
-        """Write the spectrogram(s) of file number ``index`` into their slots.
+    def process_files(self, items):
+        """Turn each (index, path) into spectrograms, written into the file's slots.
 
-        Returns a list of (min, max) dB values, one per clip; raises ValueError
-        with the reason when the file cannot be used.
+        Files are loaded one by one; the spectrograms of all their clips are then
+        computed in one call. Returns [(index, list of (min, max) dB per clip, or
+        the reason the file cannot be used)].
         """
-        signal = self.loader.load(path)
-        if self.pieces_per_file > 1:
-            pieces = self.padder.split(signal, self.pieces_per_file)
-        else:
-            pieces = [self.padder.fix_length(signal)]
+        outcomes, clips = {}, []  # clips: (index, signal) of every clip to analyse
         threshold = 10 ** (self.config.SILENCE_DB / 20)
-        min_max_values, reason = [], None
-        for piece in pieces:
-            if np.max(np.abs(piece)) < threshold:
-                continue  # a silent stretch of a long file, or a silent file
+        for index, path in items:
+            try:
+                signal = self.loader.load(path)
+            except ValueError as error:
+                outcomes[index] = str(error)
+                continue
+            except Exception as error:  # a decoder bug must not stop the whole run
+                outcomes[index] = f"unreadable audio ({type(error).__name__}: {_first_line(error)})"
+                continue
+            if self.pieces_per_file > 1:
+                pieces = self.padder.split(signal, self.pieces_per_file)
+            else:
+                pieces = [self.padder.fix_length(signal)]
+            # A silent stretch of a long file is left out; a file with nothing else is skipped.
+            pieces = [piece for piece in pieces if np.max(np.abs(piece)) >= threshold]
+            if not pieces:
+                outcomes[index] = (f"silent: peak {_peak_dbfs(signal):.1f} dBFS is below "
+                                   f"SILENCE_DB={self.config.SILENCE_DB}")
+                continue
+            outcomes[index] = []
+            clips += [(index, piece) for piece in pieces]
+        if clips:
             with np.errstate(over="ignore"):  # checked just below
-                spectrogram_db = self.extractor.extract(piece)
+                spectrograms_db = self.extractor.extract(np.stack([piece for _, piece in clips]))
+        reasons = {}
+        for (index, piece), spectrogram_db in zip(clips, spectrograms_db if clips else []):
             if not np.all(np.isfinite(spectrogram_db)):
-                reason = f"too loud to analyse (peak {_peak_dbfs(piece):.0f} dBFS)"
+                reasons[index] = f"too loud to analyse (peak {_peak_dbfs(piece):.0f} dBFS)"
                 continue
             try:
                 normalised, db_min, db_max = self.normaliser.normalise(spectrogram_db)
             except ValueError as error:
-                reason = str(error)
+                reasons[index] = str(error)
                 continue
-            self.saver.write_slot(index * self.pieces_per_file + len(min_max_values), normalised)
-            min_max_values.append((db_min, db_max))
-        if not min_max_values:
-            raise ValueError(reason or f"silent: peak {_peak_dbfs(signal):.1f} dBFS is below "
-                                       f"SILENCE_DB={self.config.SILENCE_DB}")
-        return min_max_values
+            self.saver.write_slot(index * self.pieces_per_file + len(outcomes[index]), normalised)
+            outcomes[index].append((db_min, db_max))
+        for index, reason in reasons.items():
+            if not outcomes[index]:  # no clip of the file could be used
+                outcomes[index] = reason
+        return [(index, outcomes[index]) for index, _ in items]
 
     def run(self):
         config = self.config
@@ -323,18 +348,21 @@ class PreprocessingPipeline:
         audio_files, other_files = find_audio_files(audio_dir)
         if not audio_files and _is_default_audio_dir(audio_dir) and not other_files:
             audio_files = write_demo_set(audio_dir, config)
-        label_of = label_rule(audio_files, audio_dir, config.LABELS)
 
         params = self.params
         cache = load_cache(config.SPECTROGRAMS_DIR, params)
-        keys, readable_files = [], []
+        keys, relatives, readable_files = [], [], []
         for path in audio_files:
+            relative = path.relative_to(audio_dir)
             try:
-                keys.append(file_key(path, audio_dir))
-                readable_files.append(path)
+                keys.append(file_key(path, relative))
             except OSError as error:  # removed or made unreadable since it was listed
                 other_files.append((path, f"cannot be read ({error.strerror})"))
+                continue
+            relatives.append(relative)
+            readable_files.append(path)
         audio_files = readable_files
+        label_of = label_rule(relatives, config.LABELS)
         todo = [(index, path) for index, (path, key) in enumerate(zip(audio_files, keys))
                 if key not in cache.entries and key not in cache.failures]
         started = time.perf_counter()
@@ -360,8 +388,8 @@ class PreprocessingPipeline:
             if isinstance(outcome, str):
                 skipped.append({"file": printable(path), "reason": outcome, "key": key})
                 continue
-            relative = printable(path.relative_to(audio_dir).as_posix())
-            label = label_of(path)
+            relative = printable(relatives[index].as_posix())
+            label = label_of(relatives[index])
             for piece, (db_min, db_max) in enumerate(outcome):
                 clips.append({
                     "id": relative if len(outcome) == 1 else f"{relative}#{piece}",
@@ -403,52 +431,66 @@ class PreprocessingPipeline:
     def map_files(self, todo):
         """Yield (index, min/max values or reason) for each (index, path), with NUM_WORKERS processes.
 
-        Every FLUSH_EVERY files the spectrograms written so far go to disk; with
-        worker processes that happens while they compute the next ones.
+        Work goes out in chunks of up to BATCH_FILES files. Every FLUSH_EVERY files
+        the spectrograms written so far go to disk; with worker processes that
+        happens while they compute the next ones.
         """
         from tqdm import tqdm
 
         workers = self.config.NUM_WORKERS or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
-        progress = dict(total=len(todo), unit="file", desc="preprocessing", disable=not todo)
-        if workers == 1:
-            yield from self._flushing(tqdm((_process(self, item) for item in todo), **progress))
-            return
-        if not self.warmed_up:
-            self.warm_up()
-        with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(self,)) as pool:
-            chunksize = max(1, min(32, len(todo) // (workers * 8)))
-            yield from self._flushing(tqdm(pool.imap_unordered(_process_in_worker, todo, chunksize), **progress))
+        chunks = _chunks(len(todo), workers, self.config.BATCH_FILES)
+        self.files_done = 0
+        with tqdm(total=len(todo), unit="file", desc="preprocessing", disable=not todo) as bar:
+            if workers == 1:
+                for chunk in chunks:
+                    outcomes = self.process_files(todo[chunk])
+                    bar.update(len(outcomes))
+                    yield from self._flushing(outcomes)
+                return
+            if not self.warmed_up:
+                self.warm_up()
+            # The workers are forked: they inherit this pipeline and the list of files, so a
+            # task is just a range of positions in that list and the main process mostly waits.
+            with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(self, todo)) as pool:
+                for outcomes in pool.imap_unordered(_process_chunk_in_worker, chunks):
+                    bar.update(len(outcomes))
+                    yield from self._flushing(outcomes)
 
     def _flushing(self, outcomes):
-        for count, outcome in enumerate(outcomes, 1):
+        for outcome in outcomes:
             yield outcome
-            if count % FLUSH_EVERY == 0:
+            self.files_done += 1
+            if self.files_done % FLUSH_EVERY == 0:
                 self.saver.flush()
 
 
 # --- helpers -----------------------------------------------------------------
 
-def _process(pipeline, item):
-    index, path = item
-    try:
-        return index, pipeline.process_file(index, path)
-    except ValueError as error:
-        return index, str(error)
-    except Exception as error:  # a decoder bug must not stop the whole run
-        return index, f"unreadable audio ({type(error).__name__}: {_first_line(error)})"
+_worker_pipeline, _worker_todo = None, None
 
 
-_worker_pipeline = None
+def _init_worker(pipeline, todo):
+    global _worker_pipeline, _worker_todo
+    _worker_pipeline, _worker_todo = pipeline, todo
 
 
-def _init_worker(pipeline):
-    global _worker_pipeline
-    _worker_pipeline = pipeline
+def _process_chunk_in_worker(chunk):
+    return _worker_pipeline.process_files(_worker_todo[chunk])
 
 
-def _process_in_worker(item):
-    return _process(_worker_pipeline, item)
+def _chunks(count, workers, largest):
+    """Split ``range(count)`` into slices of up to ``largest``.
+
+    With several workers the last slices shrink, down to one file, so that the
+    workers finish together.
+    """
+    chunks, start = [], 0
+    while start < count:
+        size = largest if workers == 1 else max(1, min(largest, (count - start) // (workers * 4)))
+        chunks.append(slice(start, start + size))
+        start += size
+    return chunks
 
 
 def _peak_dbfs(signal):
@@ -524,24 +566,23 @@ def _folder_skip_reason(folder, audio_root, searched):
     return None
 
 
-def label_rule(audio_files, audio_dir, rule):
-    """Return a function path -> label (str or None), following LABELS."""
+def label_rule(relatives, rule):
+    """Return a function (path relative to AUDIO_DIR) -> label (str or None), following LABELS."""
     if rule not in ("auto", "folder", "filename", "none"):
         raise PipelineError(f"LABELS must be auto, folder, filename or none, got {rule!r}")
-    relatives = [path.relative_to(audio_dir) for path in audio_files]
     in_folders = bool(relatives) and all(len(relative.parts) > 1 for relative in relatives)
     by_name = bool(relatives) and all(FSDD_NAME.match(relative.stem) for relative in relatives)
     if rule == "folder" or (rule == "auto" and in_folders):
-        return lambda path: path.relative_to(audio_dir).parts[0] if len(path.relative_to(audio_dir).parts) > 1 else None
+        return lambda relative: relative.parts[0] if len(relative.parts) > 1 else None
     if rule == "filename" or (rule == "auto" and by_name):
-        return lambda path: (FSDD_NAME.match(path.stem) or [None, None])[1]
-    return lambda path: None
+        return lambda relative: (FSDD_NAME.match(relative.stem) or [None, None])[1]
+    return lambda relative: None
 
 
-def file_key(path, audio_dir):
-    """Identify a file's content cheaply: relative path, size and modification time."""
+def file_key(path, relative):
+    """Identify a file's content cheaply: path relative to AUDIO_DIR, size and modification time."""
     stat = path.stat()
-    return f"{printable(path.relative_to(audio_dir).as_posix())}|{stat.st_size}|{stat.st_mtime_ns}"
+    return f"{printable(relative.as_posix())}|{stat.st_size}|{stat.st_mtime_ns}"
 
 
 class _Cache:
@@ -611,6 +652,7 @@ def validate(config):
         (config.MAX_CLIPS_PER_FILE >= 1, f"MAX_CLIPS_PER_FILE must be at least 1, got {config.MAX_CLIPS_PER_FILE}"),
         (config.TOP_DB > 0, f"TOP_DB must be positive, got {config.TOP_DB}"),
         (config.NUM_WORKERS >= 0, f"NUM_WORKERS must be >= 0, got {config.NUM_WORKERS}"),
+        (config.BATCH_FILES >= 1, f"BATCH_FILES must be >= 1, got {config.BATCH_FILES}"),
     ]
     require(checks)
     if config.DURATION * config.SAMPLE_RATE < config.FRAME_SIZE:

@@ -80,6 +80,25 @@ def test_log_spectrogram_has_half_frame_rows_and_the_expected_frames_and_peak():
     assert spectrogram_db.max() - spectrogram_db.min() == pytest.approx(80.0, abs=1e-3)
 
 
+
+def test_a_batch_of_clips_gives_exactly_the_spectrograms_of_one_call_per_clip():
+    import librosa
+
+    extractor = LogSpectrogramExtractor(frame_size=512, hop_length=256, top_db=80.0)
+    t = np.arange(16317) / 22050
+    clips = np.stack([np.sin(2 * np.pi * 440.0 * t), 1e-3 * np.sin(2 * np.pi * 3000.0 * t),
+                      np.random.default_rng(0).standard_normal(16317) * np.exp(-20 * t)]).astype(np.float32)
+    batch = extractor.extract(clips)
+    assert batch.shape == (3, 256, 64)
+    for clip, row in zip(clips, batch):
+        assert np.array_equal(row, extractor.extract(clip))  # bit for bit
+        # librosa's own dB conversion, one clip at a time: each clip keeps TOP_DB below its own peak
+        stft = librosa.stft(clip, n_fft=512, hop_length=256)[:-1]
+        expected = librosa.amplitude_to_db(np.abs(stft), ref=1.0, amin=preprocess.AMIN, top_db=80.0)
+        assert np.array_equal(row, expected)
+        assert row.max() - row.min() == pytest.approx(80.0, abs=1e-3)
+    assert batch[0].max() - batch[1].max() == pytest.approx(60.0, abs=0.5)  # -60 dB quieter tone
+
 def test_min_max_normaliser_round_trip():
     normaliser = MinMaxNormaliser(0.0, 1.0)
     spectrogram_db = np.random.default_rng(0).uniform(-60, 20, size=(8, 5)).astype(np.float32)
@@ -205,7 +224,8 @@ def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder
 
     monkeypatch.setattr(preprocess, "FLUSH_EVERY", 2)
     monkeypatch.setattr(preprocess.Saver, "flush", counting_flush)
-    run_preprocess(audio_folder, tmp_path / "flushed", f"--num_workers={workers}")
+    # One file per batch, so that the spectrograms written at each flush can be counted.
+    run_preprocess(audio_folder, tmp_path / "flushed", f"--num_workers={workers}", "--batch_files=1")
     # 6 files: a flush after every second outcome, each after that many spectrograms were written
     # (worker processes may have written more by then).
     assert len(flushed_with) == 3
@@ -213,5 +233,30 @@ def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder
     if workers == 1:
         assert flushed_with == [2, 4, 6]
     monkeypatch.setattr(preprocess, "FLUSH_EVERY", 10 ** 9)
-    run_preprocess(audio_folder, tmp_path / "plain", f"--num_workers={workers}")
+    run_preprocess(audio_folder, tmp_path / "plain", f"--num_workers={workers}")  # batched, no flushes
     assert (tmp_path / "flushed" / "spectrograms.npy").read_bytes() == (tmp_path / "plain" / "spectrograms.npy").read_bytes()
+
+
+def test_work_is_split_into_chunks_that_shrink_towards_the_end():
+    items = list(range(1000))
+    chunks = [items[chunk] for chunk in preprocess._chunks(len(items), workers=2, largest=32)]
+    assert [item for chunk in chunks for item in chunk] == items  # every file once, in order
+    sizes = [len(chunk) for chunk in chunks]
+    assert max(sizes) == 32 and sizes[0] == 32
+    assert sizes == sorted(sizes, reverse=True)
+    assert sizes[-4:] == [1, 1, 1, 1]  # the last tasks are single files, so both workers end together
+    assert preprocess._chunks(0, workers=2, largest=32) == []
+    assert [len(range(5)[chunk]) for chunk in preprocess._chunks(5, workers=4, largest=32)] == [1, 1, 1, 1, 1]
+    # One process: full chunks to the end; BATCH_FILES=1: one file at a time.
+    assert [len(range(100)[chunk]) for chunk in preprocess._chunks(100, workers=1, largest=32)] == [32, 32, 32, 4]
+    assert preprocess._chunks(3, workers=1, largest=1) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+
+
+def test_clips_index_is_json_with_one_clip_per_line(audio_folder, tmp_path):
+    run_preprocess(audio_folder, tmp_path / "out")
+    text = (tmp_path / "out" / "clips.json").read_text(encoding="utf-8")
+    clips = json.loads(text)
+    lines = text.splitlines()
+    assert lines[0] == "[" and lines[-1] == "]"
+    assert [json.loads(line.strip().rstrip(",")) for line in lines[1:-1]] == clips
+    assert len(clips) == 6 and {"id", "file", "key", "label", "min", "max"} <= set(clips[0])

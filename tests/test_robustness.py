@@ -192,6 +192,34 @@ def write_long_file(path, seconds, sample_rate, first_frequency=300.0, later_fre
             sound.write((0.5 * np.sin(2 * np.pi * frequency * t)).astype(np.float32))
 
 
+
+def test_a_messy_folder_gives_the_same_files_whatever_the_batch_size_and_number_of_workers(tmp_path):
+    """Files analysed together in one batch must not change each other's result or reason."""
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for number, (frequency, rate) in enumerate([(220, 22050), (440, 8000), (880, 44100), (1760, 48000)]):
+        sf.write(folder / f"{number}_good.wav", tone(frequency, sample_rate=rate), rate)
+    sf.write(folder / "1_silent.wav", np.zeros(8000, dtype=np.float32), SAMPLE_RATE)
+    (folder / "2_empty.wav").write_bytes(b"")
+    (folder / "3_cut.wav").write_bytes((folder / "0_good.wav").read_bytes()[:30])
+    sf.write(folder / "4_huge.wav", 1e30 * tone(440), SAMPLE_RATE, subtype="FLOAT")
+    write_long_file(folder / "5_long.wav", seconds=3, sample_rate=SAMPLE_RATE)
+    results = {}
+    for batch_files, workers in [(1, 1), (32, 1), (3, 2), (32, 2)]:
+        out = tmp_path / f"spectrograms_{batch_files}_{workers}"
+        report = run_preprocess(folder, out, f"--batch_files={batch_files}", f"--num_workers={workers}",
+                                "--long_files=split", "--max_clips_per_file=4")
+        spectrograms, clips, _ = load_spectrograms(out)
+        results[batch_files, workers] = (np.array(spectrograms), [clip["id"] for clip in clips], skip_reasons(report))
+    spectrograms, ids, reasons = results[1, 1]
+    assert ids == ["0_good.wav", "1_good.wav", "2_good.wav", "3_good.wav",
+                   "5_long.wav#0", "5_long.wav#1", "5_long.wav#2", "5_long.wav#3"]
+    assert set(reasons) == {"1_silent.wav", "2_empty.wav", "3_cut.wav", "4_huge.wav"}
+    assert reasons["4_huge.wav"].startswith("too loud to analyse")
+    for key, (other_spectrograms, other_ids, other_reasons) in results.items():
+        assert other_ids == ids and other_reasons == reasons, key
+        assert np.array_equal(other_spectrograms, spectrograms), key
+
 def test_long_files_cut_keep_only_the_first_duration(tmp_path):
     folder = tmp_path / "audio"
     folder.mkdir()
