@@ -112,6 +112,11 @@ def load_latent_prior(model_dir):
         return None
 
 
+def model_classes(training):
+    """The classes a model knows, from its ``training.json``: what --label and class morph ends accept."""
+    return training.get("class_names") or training["label_names"] or training.get("latent_label_names") or []
+
+
 def resolve_labels(label, label_names, count):
     """Label indices for ``count`` sounds: the requested class, or every class in turn."""
     if not label_names:
@@ -329,7 +334,7 @@ def morph_end(text, setting, vae, params, training, spectrograms_dir):
         When ``text`` is neither a class of the model nor a usable audio file.
     """
     label_names = training["label_names"]
-    classes = label_names or training.get("latent_label_names") or []
+    classes = model_classes(training)
     if classes and text in classes:
         return class_end(text, vae, classes, spectrograms_dir, params, training["generation_level_db"])
     if not Path(text).is_file():
@@ -718,6 +723,11 @@ def main(argv=None):
     if config.NUM_GENERATED and config.PRIOR == "fitted" and not vae.num_classes:
         prior = load_latent_prior(config.MODEL_DIR)
     class_names = label_names or (prior.classes if prior else [])
+    if config.NUM_GENERATED and config.LABEL and not class_names and model_classes(training):
+        raise PipelineError(f"--label={config.LABEL}: this model draws the sounds of one class from its fitted "
+                            f"latent prior, which cannot be used here (PRIOR={config.PRIOR}"
+                            f"{'' if config.PRIOR == 'standard' else ', see the note above'}). Use --prior=fitted "
+                            f"with the latent_prior.json that train.py wrote beside this model.keras.")
     if config.NUM_GENERATED:
         label_indices, label_texts = resolve_labels(config.LABEL, class_names, config.NUM_GENERATED)
         spectrograms, _ = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,

@@ -345,9 +345,11 @@ def main(argv=None):
                             "sub-folder of the audio folder (kick/, snare/...) or use FSDD-style names, "
                             "then run preprocess.py again")
     names = sorted({clip.get("label") for clip in clips} - {None}, key=_natural_key)
+    # The classes the model knows (for --label and morphs by class): one source for every later step.
+    class_names = names if config.CONDITIONAL or (all_labelled and len(names) > 1) else []
     if config.CONDITIONAL:
         label_names = names
-    elif config.LATENT_CLASSIFIER_WEIGHT > 0 and all_labelled and len(names) > 1:
+    elif config.LATENT_CLASSIFIER_WEIGHT > 0 and class_names:
         latent_label_names = names
         print(f"labels found ({', '.join(names)}): a latent classifier organises the latent space by class "
               f"(LATENT_CLASSIFIER_WEIGHT={config.LATENT_CLASSIFIER_WEIGHT:g}; 0 turns it off)")
@@ -390,6 +392,7 @@ def main(argv=None):
     write_json(model_dir / "training.json", {
         "format_version": TRAINING_FORMAT_VERSION,
         "settings": vars(config),
+        "class_names": class_names,
         "label_names": label_names,
         "latent_label_names": latent_label_names,
         "generation_level_db": generation_level(clips, train_indices),
@@ -422,10 +425,9 @@ def main(argv=None):
     seconds = time.perf_counter() - started
 
     if chief and not config.CONDITIONAL and (model_dir / "model.keras").exists() and len(train_indices):
-        prior_classes = names if all_labelled and len(names) > 1 else []
-        fit_latent_prior(model_dir, reader, train_indices, clips, prior_classes)
-        print(f"fitted the latent prior for new sounds ({len(prior_classes) or 'one'} Gaussian"
-              f"{'s, one per class' if prior_classes else ''}) to the training clips")
+        fit_latent_prior(model_dir, reader, train_indices, clips, class_names)
+        print(f"fitted the latent prior for new sounds ({len(class_names) or 'one'} Gaussian"
+              f"{'s, one per class' if class_names else ''}) to the training clips")
     if checkpoint.stopped_on_nan:
         print(f"\nerror: the loss became NaN or infinite in epoch {checkpoint.stopped_on_nan}; training stopped. "
               f"The last good model is kept in {model_dir}/model.keras. Try a lower --learning_rate.")

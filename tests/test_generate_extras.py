@@ -354,7 +354,26 @@ def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them
     # A prior fitted for another model.keras is not used: N(0, I) again, and no classes to ask for.
     prior_file["model_sha256"] = "0" * 64
     (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(prior_file))
-    with pytest.raises(PipelineError, match="--label=snare needs a model that knows classes"):
+    with pytest.raises(PipelineError, match="--label=snare: this model draws the sounds of one class from its "
+                                            "fitted latent prior, which cannot be used here"):
         run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
     written = run_generate(tmp_path, tmp_path / "out2", "--num_generated=2")
     assert [path.name for path in written["generated"]] == ["generated_000.wav", "generated_001.wav"]
+
+
+@pytest.mark.slow
+def test_without_the_latent_classifier_labelled_clips_still_give_classes_for_label_and_morph(tmp_path):
+    tiny_project(tmp_path, 2, "--latent_classifier_weight=0")
+    training = json.loads((tmp_path / "model" / "training.json").read_text())
+    assert training["class_names"] == CLASSES
+    assert training["latent_label_names"] == [] and training["label_names"] == []
+    assert json.loads((tmp_path / "model" / "latent_prior.json").read_text())["classes"] == CLASSES
+    written = run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
+    assert [path.name for path in written["generated"]] == ["generated_snare_000.wav", "generated_snare_001.wav"]
+    written = run_generate(tmp_path, tmp_path / "morph", "--morph_from=kick", "--morph_to=snare", "--morph_steps=3")
+    assert len(written["morph"]) == 3
+    with pytest.raises(PipelineError, match=r"--label=snare: .*\(PRIOR=standard\)\. Use --prior=fitted"):
+        run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare", "--prior=standard")
+    with pytest.raises(PipelineError, match="neither an audio file nor a class of the model "
+                                            r"\(this model's classes: clap, hihat, kick, snare, tom\)"):
+        run_generate(tmp_path, tmp_path / "morph", "--morph_from=cowbell", "--morph_to=snare")
