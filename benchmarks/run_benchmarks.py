@@ -1,6 +1,6 @@
 """Speed and memory figures for the README; prints JSON and writes benchmarks/results/speed.json.
 
-    python benchmarks/run_benchmarks.py            # everything (about 5 minutes on 2 cores)
+    python benchmarks/run_benchmarks.py            # everything (about 7 minutes on 2 cores)
     python benchmarks/run_benchmarks.py --only=training
 
 Measures, in one run on this machine:
