@@ -46,7 +46,7 @@ TOP_DB = 80.0                           # dynamic range kept below each clip's p
 LABELS = "auto"                         # "auto", "folder", "filename" (FSDD: 7_jackson_32.wav -> 7) or "none"
 # system
 NUM_WORKERS = 0                         # processes; 0 = one per CPU core
-BATCH_FILES = 32                        # files whose spectrograms are computed in one call (1 = one at a time)
+BATCH_FILES = 32                        # files per task; their clips are analysed this many per call (1 = one at a time)
 DEMO_CLIPS_PER_CLASS = 60               # built-in drum set written when AUDIO_DIR is empty
 SEED = 0
 
@@ -287,11 +287,12 @@ class PreprocessingPipeline:
     def process_files(self, items):
         """Turn each (index, path) into spectrograms, written into the file's slots.
 
-        Files are loaded one by one; the spectrograms of all their clips are then
-        computed in one call. Returns [(index, list of (min, max) dB per clip, or
-        the reason the file cannot be used)].
+        Files are loaded one by one; their clips are analysed BATCH_FILES at a
+        time, in one call each (long files split into several clips count
+        each clip). Returns [(index, list of (min, max) dB per clip, or the
+        reason the file cannot be used)].
         """
-        outcomes, clips = {}, []  # clips: (index, signal) of every clip to analyse
+        outcomes, reasons, pending = {}, {}, []  # pending: (index, signal) of clips not analysed yet
         threshold = 10 ** (self.config.SILENCE_DB / 20)
         for index, path in items:
             try:
@@ -313,12 +314,23 @@ class PreprocessingPipeline:
                                    f"SILENCE_DB={self.config.SILENCE_DB}")
                 continue
             outcomes[index] = []
-            clips += [(index, piece) for piece in pieces]
-        if clips:
-            with np.errstate(over="ignore"):  # checked just below
-                spectrograms_db = self.extractor.extract(np.stack([piece for _, piece in clips]))
-        reasons = {}
-        for (index, piece), spectrogram_db in zip(clips, spectrograms_db if clips else []):
+            pending += [(index, piece) for piece in pieces]
+            if len(pending) >= self.config.BATCH_FILES:
+                self._analyse(pending, outcomes, reasons)
+                pending = []
+        self._analyse(pending, outcomes, reasons)
+        for index, reason in reasons.items():
+            if not outcomes[index]:  # no clip of the file could be used
+                outcomes[index] = reason
+        return [(index, outcomes[index]) for index, _ in items]
+
+    def _analyse(self, clips, outcomes, reasons):
+        """Spectrograms of (index, signal) clips in one call; each usable one goes to its file's next slot."""
+        if not clips:
+            return
+        with np.errstate(over="ignore"):  # checked just below
+            spectrograms_db = self.extractor.extract(np.stack([piece for _, piece in clips]))
+        for (index, piece), spectrogram_db in zip(clips, spectrograms_db):
             if not np.all(np.isfinite(spectrogram_db)):
                 reasons[index] = f"too loud to analyse (peak {_peak_dbfs(piece):.0f} dBFS)"
                 continue
@@ -329,10 +341,6 @@ class PreprocessingPipeline:
                 continue
             self.saver.write_slot(index * self.pieces_per_file + len(outcomes[index]), normalised)
             outcomes[index].append((db_min, db_max))
-        for index, reason in reasons.items():
-            if not outcomes[index]:  # no clip of the file could be used
-                outcomes[index] = reason
-        return [(index, outcomes[index]) for index, _ in items]
 
     def run(self):
         config = self.config

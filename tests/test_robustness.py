@@ -220,6 +220,23 @@ def test_a_messy_folder_gives_the_same_files_whatever_the_batch_size_and_number_
         assert other_ids == ids and other_reasons == reasons, key
         assert np.array_equal(other_spectrograms, spectrograms), key
 
+
+def test_split_files_are_analysed_a_few_clips_per_call_so_memory_stays_bounded(tmp_path, monkeypatch):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for number in range(5):
+        write_long_file(folder / f"loop_{number}.wav", seconds=3, sample_rate=SAMPLE_RATE)
+    calls = []
+    real_extract = preprocess.LogSpectrogramExtractor.extract
+    monkeypatch.setattr(preprocess.LogSpectrogramExtractor, "extract",
+                        lambda self, signals: calls.append(len(signals)) or real_extract(self, signals))
+    run_preprocess(folder, tmp_path / "spectrograms", "--long_files=split", "--max_clips_per_file=4",
+                   "--batch_files=6")
+    # 4 clips per file: a call as soon as 6 or more are waiting, then the rest.
+    assert calls == [8, 8, 4]
+    _, clips, _ = load_spectrograms(tmp_path / "spectrograms")
+    assert len(clips) == 20
+
 def test_long_files_cut_keep_only_the_first_duration(tmp_path):
     folder = tmp_path / "audio"
     folder.mkdir()
