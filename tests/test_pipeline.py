@@ -99,7 +99,8 @@ def test_generate_refuses_spectrograms_made_with_other_parameters(trained, tmp_p
 @pytest.mark.slow
 def test_generate_refuses_a_label_when_sampling_the_standard_normal_prior(trained, tmp_path):
     root, _ = trained
-    with pytest.raises(PipelineError, match="--label=snare needs a model that knows classes"):
+    with pytest.raises(PipelineError, match=r"--label=snare: this model draws the sounds of one class from its "
+                                            r"fitted latent prior, which cannot be used here \(PRIOR=standard\)"):
         run_generate(root, tmp_path / "out", "--label=snare", "--prior=standard")
     assert not (tmp_path / "out" / "generated").exists()
 
