@@ -43,6 +43,15 @@ class Sampling(layers.Layer):
         return {**super().get_config(), "seed": self.seed}
 
 
+def _multi_worker(strategy):
+    """Whether ``strategy`` is a tf.distribute.MultiWorkerMirroredStrategy."""
+    if strategy is None:
+        return False
+    import tensorflow as tf
+
+    return isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+
+
 @keras.saving.register_keras_serializable(package=PACKAGE)
 class VAE(keras.Model):
     """Convolutional VAE: spectrogram -> latent Gaussian -> spectrogram.
@@ -221,7 +230,12 @@ class VAE(keras.Model):
     def _update_metrics(self, losses):
         for tracker, value in zip(self.metrics, losses):
             tracker.update_state(value)
-        return {tracker.name: tracker.result() for tracker in self.metrics}
+        results = {tracker.name: tracker.result() for tracker in self.metrics}
+        if _multi_worker(self._distribute_strategy):
+            # Keras 3.15 averages each worker's results with strategy.reduce(..., axis=0),
+            # which needs an axis: give each value one.
+            results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
+        return results
 
     def train_step(self, data):
         import tensorflow as tf
@@ -239,6 +253,23 @@ class VAE(keras.Model):
     def test_step(self, data):
         spectrograms, labels = self._split(data)
         return self._update_metrics(self.compute_losses(spectrograms, labels, training=False))
+
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        """Keras 3.15 builds the model from a first batch averaged over all replicas with
+        ``strategy.reduce``, which MultiWorkerMirroredStrategy refuses for a tuple such as
+        (spectrograms, labels) (keras-team/keras#20585). Only the batch's shapes matter there,
+        so under that strategy this worker's own part of the batch is used instead.
+        """
+        import tensorflow as tf
+
+        strategy = self._distribute_strategy
+        if iterator is not None and _multi_worker(strategy):
+            for _, _, batches in iterator:
+                first = next(batches)
+                data_batch = tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0], first)
+                iterator = None
+                break
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def call(self, inputs, training=False):
         """Reconstruct from the latent mean (deterministic)."""

@@ -113,16 +113,21 @@ def split_clips(clips, fraction, seed):
     return train, validation
 
 
-def make_dataset(reader, indices, labels, batch_size, shuffle, seed):
-    """A ``tf.data`` pipeline that streams (spectrograms[, labels]) batches from disk, prefetched."""
+def make_dataset(reader, indices, labels, batch_size, shuffle, seed, replicas=1):
+    """A ``tf.data`` pipeline that streams (spectrograms[, labels]) batches from disk, prefetched.
+
+    A last batch smaller than ``replicas`` is left out: tf.distribute splits every
+    batch between the replicas, and one with no clips fails.
+    """
     import tensorflow as tf
 
     rng = np.random.default_rng(seed)
     bins, frames = reader.shape[1:]
+    count = len(indices) // batch_size + (len(indices) % batch_size >= max(1, replicas))
 
     def batches():
         order = rng.permutation(indices) if shuffle else np.asarray(indices)
-        for start in range(0, len(order), batch_size):
+        for start in range(0, count * batch_size, batch_size):
             batch = np.sort(order[start:start + batch_size])
             spectrograms = reader.read(batch)[..., np.newaxis]
             yield (spectrograms, labels[batch]) if labels is not None else spectrograms
@@ -130,7 +135,7 @@ def make_dataset(reader, indices, labels, batch_size, shuffle, seed):
     spectrogram_spec = tf.TensorSpec((None, bins, frames, 1), tf.float32)
     signature = (spectrogram_spec, tf.TensorSpec((None, 1), tf.int32)) if labels is not None else spectrogram_spec
     dataset = tf.data.Dataset.from_generator(batches, output_signature=signature)
-    dataset = dataset.apply(tf.data.experimental.assert_cardinality(-(-len(indices) // batch_size)))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(count))
     options = tf.data.Options()
     options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
     return dataset.with_options(options).prefetch(tf.data.AUTOTUNE)
@@ -324,6 +329,10 @@ def validate(config):
          f"{len(config.CONV_FILTERS)}, {len(config.CONV_KERNELS)} and {len(config.CONV_STRIDES)}"),
         (config.LATENT_CLASSIFIER_WEIGHT >= 0,
          f"LATENT_CLASSIFIER_WEIGHT must be 0 or more, got {config.LATENT_CLASSIFIER_WEIGHT}"),
+        # Each worker would check its own clock and stop at another step, leaving the others waiting.
+        (not (config.DISTRIBUTE == "multi_worker" and config.MAX_MINUTES > 0),
+         "MAX_MINUTES cannot be used with DISTRIBUTE=multi_worker (the workers would stop at different "
+         "steps); set EPOCHS instead"),
     ]
     require(checks)
 
@@ -360,6 +369,7 @@ def main(argv=None):
 
     keras.utils.set_random_seed(config.SEED)
     strategy = choose_strategy(config.DISTRIBUTE, config.CPU_REPLICAS)
+    chief = _is_chief(strategy)  # the one process that writes the model folder
     replicas = strategy.num_replicas_in_sync
     global_batch = config.BATCH_SIZE * replicas
     model_dir = Path(config.MODEL_DIR)
@@ -367,7 +377,8 @@ def main(argv=None):
                     if name not in ("EPOCHS", "MAX_MINUTES", "VERBOSE", "RESUME", "EARLY_STOPPING_PATIENCE")}
     run_settings["spectrograms"] = params
     checkpoint = TrainingCheckpoint(model_dir, run_settings)
-    resumed = checkpoint.resume_state() if config.RESUME else None
+    # Workers on other machines cannot see the chief's checkpoint: they all start from epoch 1.
+    resumed = checkpoint.resume_state() if config.RESUME and config.DISTRIBUTE != "multi_worker" else None
     input_shape = (params["n_bins"], params["n_frames"], 1)
 
     with strategy.scope():
@@ -388,23 +399,25 @@ def main(argv=None):
         vae.summary_all()
 
     # Write what generate.py needs before training, so even an interrupted run is usable.
-    write_json(model_dir / "params.json", params)
-    write_json(model_dir / "training.json", {
-        "format_version": TRAINING_FORMAT_VERSION,
-        "settings": vars(config),
-        "class_names": class_names,
-        "label_names": label_names,
-        "latent_label_names": latent_label_names,
-        "generation_level_db": generation_level(clips, train_indices),
-        "train_clips": len(train_indices),
-        "validation_clips": len(validation_indices),
-        "validation_ids": [clips[i]["id"] for i in validation_indices],
-    })
+    if chief:
+        write_json(model_dir / "params.json", params)
+        write_json(model_dir / "training.json", {
+            "format_version": TRAINING_FORMAT_VERSION,
+            "settings": vars(config),
+            "class_names": class_names,
+            "label_names": label_names,
+            "latent_label_names": latent_label_names,
+            "generation_level_db": generation_level(clips, train_indices),
+            "train_clips": len(train_indices),
+            "validation_clips": len(validation_indices),
+            "validation_ids": [clips[i]["id"] for i in validation_indices],
+        })
 
-    train_data = make_dataset(reader, train_indices, labels, global_batch, shuffle=True, seed=config.SEED)
-    validation_data = (make_dataset(reader, validation_indices, labels, global_batch, shuffle=False, seed=0)
-                       if len(validation_indices) else None)
-    chief = _is_chief(strategy)
+    train_data = make_dataset(reader, train_indices, labels, global_batch, shuffle=True, seed=config.SEED,
+                              replicas=replicas)
+    validation_data = (make_dataset(reader, validation_indices, labels, global_batch, shuffle=False, seed=0,
+                                    replicas=replicas)
+                       if len(validation_indices) >= replicas else None)
     monitor = "val_loss" if validation_data is not None else "loss"
     callbacks = [checkpoint.callback(chief),
                  # Late in a long run a high rate can make training diverge (seen on FSDD
@@ -415,7 +428,9 @@ def main(argv=None):
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.EARLY_STOPPING_PATIENCE))
     if config.MAX_MINUTES > 0:
         callbacks.append(time_limit_callback(config.MAX_MINUTES))
-    print(f"training on {len(train_indices)} clips, validating on {len(validation_indices)}, "
+    if len(train_indices) < replicas:
+        raise PipelineError(f"{len(train_indices)} training clips cannot be shared between {replicas} replicas")
+    print(f"training on {len(train_indices)} clips, validating on {len(validation_indices) if validation_data else 0}, "
           f"{replicas} replica(s), batch {global_batch}, spectrograms {input_shape[:2]}")
     started = time.perf_counter()
     if initial_epoch < config.EPOCHS:
@@ -437,7 +452,10 @@ def main(argv=None):
     last = checkpoint.history[-1] if checkpoint.history else {}
     summary = ", ".join(f"{name} {value:.5g}" for name, value in last.items() if name not in ("epoch", "seconds"))
     print(f"\ntrained {len(checkpoint.history)} epochs in {seconds / 60:.1f} min; last epoch: {summary}")
-    print(f"best model saved to {model_dir}/model.keras (history in {model_dir}/history.csv)")
+    if chief:
+        print(f"best model saved to {model_dir}/model.keras (history in {model_dir}/history.csv)")
+    else:
+        print("this worker writes no files: the chief (worker 0) saved the model")
     return checkpoint.history
 
 

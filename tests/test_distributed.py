@@ -53,3 +53,127 @@ def test_mirrored_training_on_two_cpu_replicas_learns_and_stays_in_sync(tmp_path
     losses = report["losses"]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
     assert report["max_replica_difference"] == 0.0
+
+
+# --- MultiWorkerMirroredStrategy: two worker processes on this machine --------------------------
+
+WORKER_SCRIPT = r"""
+import json, sys
+import numpy as np
+sys.path.insert(0, sys.argv[1])
+import train
+from configurator import configure
+
+strategy = train.choose_strategy("multi_worker")
+config = configure(vars(train), ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
+                                 "--latent_space_dim=3", "--learning_rate=0.01"])
+rng = np.random.default_rng(0)
+images = np.full((64, 32, 16), 0.1, dtype=np.float32)
+rows = rng.integers(2, 30, 64)
+for image, row in zip(images, rows):
+    image[row - 1:row + 2] = 0.9
+np.save(sys.argv[2] + "/spectrograms.npy", images)
+reader = train.SpectrogramReader(sys.argv[2] + "/spectrograms.npy")
+labels = (rows[:, None] > 16).astype(np.int32)  # two classes: (spectrograms, labels) batches
+dataset = train.make_dataset(reader, np.arange(64), labels, 16 * strategy.num_replicas_in_sync, True, 0)
+with strategy.scope():
+    vae = train.build_vae(config, (32, 16, 1), 0, latent_classes=2)
+history = vae.fit(dataset, epochs=10, verbose=0).history
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": train._is_chief(strategy),
+                  "losses": history["loss"], "label_losses": history["label_loss"],
+                  "weights": {w.path: np.asarray(w).astype(float).ravel().tolist() for w in vae.weights},
+                  "trainable": [w.path for w in vae.trainable_weights]}))
+"""
+
+
+def free_ports(count):
+    import socket
+
+    sockets = [socket.socket() for _ in range(count)]
+    for sock in sockets:
+        sock.bind(("localhost", 0))
+    ports = [sock.getsockname()[1] for sock in sockets]
+    for sock in sockets:
+        sock.close()
+    return ports
+
+
+def run_workers(argv_of_worker, tmp_path, timeout=300):
+    """Start two processes as the workers of one TF_CONFIG cluster on localhost; return their results."""
+    import os
+
+    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    processes = []
+    for index in range(2):
+        env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
+        processes.append(subprocess.Popen(argv_of_worker(index), env=env, cwd=ROOT, text=True,
+                                          stdout=subprocess.PIPE, stderr=subprocess.PIPE))
+    try:
+        outputs = [process.communicate(timeout=timeout) for process in processes]
+    finally:
+        for process in processes:
+            process.kill()
+    for process, (_, stderr) in zip(processes, outputs):
+        assert process.returncode == 0, stderr[-3000:]
+    return [stdout for stdout, _ in outputs]
+
+
+@pytest.mark.slow
+def test_multi_worker_training_in_two_processes_learns_and_keeps_the_workers_identical(tmp_path):
+    folders = [tmp_path / f"worker{index}" for index in range(2)]
+    for folder in folders:
+        folder.mkdir()
+    outputs = run_workers(lambda index: [sys.executable, "-c", WORKER_SCRIPT, str(ROOT), str(folders[index])],
+                          tmp_path)
+    reports = [json.loads(stdout.strip().splitlines()[-1]) for stdout in outputs]
+    assert [report["replicas"] for report in reports] == [2, 2]
+    assert [report["chief"] for report in reports] == [True, False]
+    losses = reports[0]["losses"]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    assert reports[0]["label_losses"][-1] < reports[0]["label_losses"][0]
+    assert reports[0]["losses"] == reports[1]["losses"]  # averaged over both workers, every epoch
+    weights = [report["weights"] for report in reports]
+    trainable = reports[0]["trainable"]
+    assert len(trainable) > 10 and all(weights[0][path] == weights[1][path] for path in trainable)  # bit for bit
+    # Only the batch-normalisation statistics are each worker's own (from its half of every batch).
+    differing = [path for path in weights[0] if weights[0][path] != weights[1][path]]
+    assert all(path.endswith(("moving_mean", "moving_variance")) for path in differing), differing
+
+
+@pytest.mark.slow
+def test_train_py_with_distribute_multi_worker_runs_and_only_worker_0_writes(tmp_path):
+    import train
+    from conftest import TINY_MODEL, preprocess_args
+    import preprocess
+    from data.synthesize_drums import write_demo_drums
+
+    write_demo_drums(tmp_path / "audio", clips_per_class=4, sample_rate=22050, duration=0.74)
+    preprocess.main(preprocess_args(tmp_path / "audio", tmp_path / "spectrograms"))
+    model_dirs = [tmp_path / f"model{index}" for index in range(2)]
+    outputs = run_workers(lambda index: [
+        sys.executable, "train.py", "--distribute=multi_worker", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
+        f"--model_dir={model_dirs[index]}", "--epochs=3", *TINY_MODEL], tmp_path)
+    assert "2 replica(s), batch 16" in outputs[0] and "2 replica(s), batch 16" in outputs[1]
+    assert "this worker writes no files" in outputs[1]
+    assert not model_dirs[1].exists() or not any(model_dirs[1].iterdir())
+    written = sorted(path.name for path in model_dirs[0].iterdir())
+    assert written == ["history.csv", "latent_prior.json", "model.keras", "params.json", "training.json"]
+    with open(model_dirs[0] / "history.csv") as file:
+        assert len(file.read().strip().splitlines()) == 1 + 3
+    import generate
+    vae, _, training = generate.load_model_folder(model_dirs[0])
+    assert training["class_names"] == ["clap", "hihat", "kick", "snare", "tom"]
+    assert vae.latent_space_dim == 4
+    with pytest.raises(Exception, match="MAX_MINUTES cannot be used with DISTRIBUTE=multi_worker"):
+        train.validate(train.configure(vars(train), ["--distribute=multi_worker", "--max_minutes=5"]))
+
+
+@pytest.mark.parametrize("clips,replicas,sizes", [(17, 1, [16, 1]), (17, 2, [16]), (18, 2, [16, 2]), (32, 2, [16, 16])])
+def test_a_last_batch_too_small_to_give_every_replica_a_clip_is_left_out(tmp_path, clips, replicas, sizes):
+    import train
+
+    np.save(tmp_path / "spectrograms.npy", np.zeros((clips, 4, 3), dtype=np.float32))
+    reader = train.SpectrogramReader(tmp_path / "spectrograms.npy")
+    dataset = train.make_dataset(reader, np.arange(clips), None, 16, False, 0, replicas=replicas)
+    assert [len(batch) for batch in dataset] == sizes
+    assert int(dataset.cardinality()) == len(sizes)
