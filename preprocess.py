@@ -46,7 +46,7 @@ TOP_DB = 80.0                           # dynamic range kept below each clip's p
 LABELS = "auto"                         # "auto", "folder", "filename" (FSDD: 7_jackson_32.wav -> 7) or "none"
 # system
 NUM_WORKERS = 0                         # processes; 0 = one per CPU core
-BATCH_FILES = 32                        # files per task; their clips are analysed this many per call (1 = one at a time)
+BATCH_FILES = 32                        # files per task; clips analysed per call (1 = one at a time)
 DEMO_CLIPS_PER_CLASS = 60               # built-in drum set written when AUDIO_DIR is empty
 SEED = 0
 

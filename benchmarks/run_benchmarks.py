@@ -65,7 +65,8 @@ def preprocessing():
     figures = {"files": files, "cpus": os.cpu_count(), "rounds": rounds}
     for name, _ in modes:
         median_seconds = float(np.median([one_round[name] for one_round in rounds]))
-        figures[name] = {"median_seconds": round(median_seconds, 2), "files_per_second": round(files / median_seconds, 1)}
+        figures[name] = {"median_seconds": round(median_seconds, 2),
+                         "files_per_second": round(files / median_seconds, 1)}
 
     def median_ratio(slow, fast):
         return round(float(np.median([one_round[slow] / one_round[fast] for one_round in rounds])), 2)

@@ -1,4 +1,5 @@
-"""Training under tf.distribute.MirroredStrategy, on the CPU split into two logical devices."""
+"""Training under tf.distribute: MirroredStrategy on the CPU split into two logical devices, and
+MultiWorkerMirroredStrategy with two worker processes on this machine."""
 
 import json
 import subprocess
@@ -10,7 +11,9 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
-# Runs in a fresh interpreter: logical devices must be set before TensorFlow starts.
+# Runs in a fresh interpreter (logical devices must be set before TensorFlow starts):
+#   python -c SCRIPT ROOT FOLDER mirrored|multi_worker
+# Trains a tiny VAE with a latent classifier, so batches are (spectrograms, labels) tuples.
 SCRIPT = r"""
 import json, sys
 import numpy as np
@@ -18,53 +21,7 @@ sys.path.insert(0, sys.argv[1])
 import train
 from configurator import configure
 
-strategy = train.choose_strategy("mirrored", cpu_replicas=2)
-config = configure(vars(train), ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
-                                 "--latent_space_dim=3", "--learning_rate=0.01"])
-rng = np.random.default_rng(0)
-images = np.full((64, 32, 16), 0.1, dtype=np.float32)
-for image, row in zip(images, rng.integers(2, 30, 64)):
-    image[row - 1:row + 2] = 0.9
-np.save(sys.argv[2] + "/spectrograms.npy", images)
-reader = train.SpectrogramReader(sys.argv[2] + "/spectrograms.npy")
-dataset = train.make_dataset(reader, np.arange(64), None, 16 * strategy.num_replicas_in_sync, True, 0)
-with strategy.scope():
-    vae = train.build_vae(config, (32, 16, 1), 0)
-history = vae.fit(dataset, epochs=12, verbose=0).history
-differences = []
-for variable in vae.trainable_weights:
-    copies = [np.asarray(copy) for copy in strategy.experimental_local_results(variable.value)]
-    differences.append(max(float(np.max(np.abs(c - copies[0]))) for c in copies))
-print(json.dumps({"replicas": strategy.num_replicas_in_sync,
-                  "devices": list(strategy.extended.worker_devices),
-                  "copies": len(copies), "losses": history["loss"],
-                  "max_replica_difference": max(differences)}))
-"""
-
-
-@pytest.mark.slow
-def test_mirrored_training_on_two_cpu_replicas_learns_and_stays_in_sync(tmp_path):
-    result = subprocess.run([sys.executable, "-c", SCRIPT, str(ROOT), str(tmp_path)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
-    assert report["replicas"] == 2 and report["copies"] == 2
-    assert len(set(report["devices"])) == 2
-    losses = report["losses"]
-    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
-    assert report["max_replica_difference"] == 0.0
-
-
-# --- MultiWorkerMirroredStrategy: two worker processes on this machine --------------------------
-
-WORKER_SCRIPT = r"""
-import json, sys
-import numpy as np
-sys.path.insert(0, sys.argv[1])
-import train
-from configurator import configure
-
-strategy = train.choose_strategy("multi_worker")
+strategy = train.choose_strategy(sys.argv[3], cpu_replicas=2 if sys.argv[3] == "mirrored" else 0)
 config = configure(vars(train), ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
                                  "--latent_space_dim=3", "--learning_rate=0.01"])
 rng = np.random.default_rng(0)
@@ -74,17 +31,43 @@ for image, row in zip(images, rows):
     image[row - 1:row + 2] = 0.9
 np.save(sys.argv[2] + "/spectrograms.npy", images)
 reader = train.SpectrogramReader(sys.argv[2] + "/spectrograms.npy")
-labels = (rows[:, None] > 16).astype(np.int32)  # two classes: (spectrograms, labels) batches
+labels = (rows[:, None] > 16).astype(np.int32)  # two classes
 dataset = train.make_dataset(reader, np.arange(64), labels, 16 * strategy.num_replicas_in_sync, True, 0)
 with strategy.scope():
     vae = train.build_vae(config, (32, 16, 1), 0, latent_classes=2)
-history = vae.fit(dataset, epochs=10, verbose=0).history
+history = vae.fit(dataset, epochs=12, verbose=0).history
+differences = []  # between the copies of each trainable weight held by this process's replicas
+for variable in vae.trainable_weights:
+    copies = [np.asarray(copy) for copy in strategy.experimental_local_results(variable.value)]
+    differences.append(max(float(np.max(np.abs(c - copies[0]))) for c in copies))
 print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": train._is_chief(strategy),
+                  "devices": list(strategy.extended.worker_devices), "copies": len(copies),
                   "losses": history["loss"], "label_losses": history["label_loss"],
+                  "max_replica_difference": max(differences),
                   "weights": {w.path: np.asarray(w).astype(float).ravel().tolist() for w in vae.weights},
                   "trainable": [w.path for w in vae.trainable_weights]}))
 """
 
+
+def assert_learned(report):
+    losses, label_losses = report["losses"], report["label_losses"]
+    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
+    assert label_losses[-1] < label_losses[0], label_losses
+
+
+@pytest.mark.slow
+def test_mirrored_training_on_two_cpu_replicas_learns_and_stays_in_sync(tmp_path):
+    result = subprocess.run([sys.executable, "-c", SCRIPT, str(ROOT), str(tmp_path), "mirrored"],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    report = json.loads(result.stdout.strip().splitlines()[-1])
+    assert report["replicas"] == 2 and report["copies"] == 2
+    assert len(set(report["devices"])) == 2
+    assert_learned(report)
+    assert report["max_replica_difference"] == 0.0
+
+
+# --- MultiWorkerMirroredStrategy: two worker processes on this machine --------------------------
 
 def free_ports(count):
     import socket
@@ -123,14 +106,12 @@ def test_multi_worker_training_in_two_processes_learns_and_keeps_the_workers_ide
     folders = [tmp_path / f"worker{index}" for index in range(2)]
     for folder in folders:
         folder.mkdir()
-    outputs = run_workers(lambda index: [sys.executable, "-c", WORKER_SCRIPT, str(ROOT), str(folders[index])],
-                          tmp_path)
+    outputs = run_workers(
+        lambda index: [sys.executable, "-c", SCRIPT, str(ROOT), str(folders[index]), "multi_worker"], tmp_path)
     reports = [json.loads(stdout.strip().splitlines()[-1]) for stdout in outputs]
     assert [report["replicas"] for report in reports] == [2, 2]
     assert [report["chief"] for report in reports] == [True, False]
-    losses = reports[0]["losses"]
-    assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
-    assert reports[0]["label_losses"][-1] < reports[0]["label_losses"][0]
+    assert_learned(reports[0])
     assert reports[0]["losses"] == reports[1]["losses"]  # averaged over both workers, every epoch
     weights = [report["weights"] for report in reports]
     trainable = reports[0]["trainable"]
