@@ -20,6 +20,7 @@ import re
 import tempfile
 import time
 from collections import Counter
+from contextlib import nullcontext
 from multiprocessing import get_context
 from pathlib import Path
 from typing import Final
@@ -260,7 +261,6 @@ class PreprocessingPipeline:
         self.normaliser = MinMaxNormaliser(0.0, 1.0)
         self.saver = Saver(config.SPECTROGRAMS_DIR)
         self.warmed_up = False
-        self.files_done = 0
 
     @property
     def params(self):
@@ -448,29 +448,25 @@ class PreprocessingPipeline:
         workers = self.config.NUM_WORKERS or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
         chunks = _chunks(len(todo), workers, self.config.BATCH_FILES)
-        self.files_done = 0
-        with tqdm(total=len(todo), unit="file", desc="preprocessing", disable=not todo) as bar:
-            if workers == 1:
-                for chunk in chunks:
-                    outcomes = self.process_files(todo[chunk])
-                    bar.update(len(outcomes))
-                    yield from self._flushing(outcomes)
-                return
-            if not self.warmed_up:
-                self.warm_up()
-            # The workers are forked: they inherit this pipeline and the list of files, so a
-            # task is just a range of positions in that list and the main process mostly waits.
-            with get_context("fork").Pool(workers, initializer=_init_worker, initargs=(self, todo)) as pool:
-                for outcomes in pool.imap_unordered(_process_chunk_in_worker, chunks):
-                    bar.update(len(outcomes))
-                    yield from self._flushing(outcomes)
-
-    def _flushing(self, outcomes):
-        for outcome in outcomes:
-            yield outcome
-            self.files_done += 1
-            if self.files_done % FLUSH_EVERY == 0:
-                self.saver.flush()
+        if workers > 1 and not self.warmed_up:
+            self.warm_up()
+        # The workers are forked: they inherit this pipeline and the list of files, so a
+        # task is just a range of positions in that list and the main process mostly waits.
+        pool = (get_context("fork").Pool(workers, initializer=_init_worker, initargs=(self, todo))
+                if workers > 1 else nullcontext())
+        with pool, tqdm(total=len(todo), unit="file", desc="preprocessing", disable=not todo) as bar:
+            if workers > 1:
+                results = pool.imap_unordered(_process_chunk_in_worker, chunks)
+            else:
+                results = (self.process_files(todo[chunk]) for chunk in chunks)
+            done = 0
+            for outcomes in results:
+                bar.update(len(outcomes))
+                for outcome in outcomes:
+                    yield outcome
+                    done += 1
+                    if done % FLUSH_EVERY == 0:
+                        self.saver.flush()
 
 
 # --- helpers -----------------------------------------------------------------

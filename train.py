@@ -371,6 +371,8 @@ def main(argv=None):
     strategy = choose_strategy(config.DISTRIBUTE, config.CPU_REPLICAS)
     chief = _is_chief(strategy)  # the one process that writes the model folder
     replicas = strategy.num_replicas_in_sync
+    if len(train_indices) < replicas:
+        raise PipelineError(f"{len(train_indices)} training clips cannot be shared between {replicas} replicas")
     global_batch = config.BATCH_SIZE * replicas
     model_dir = Path(config.MODEL_DIR)
     run_settings = {name: value for name, value in vars(config).items()
@@ -428,8 +430,6 @@ def main(argv=None):
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.EARLY_STOPPING_PATIENCE))
     if config.MAX_MINUTES > 0:
         callbacks.append(time_limit_callback(config.MAX_MINUTES))
-    if len(train_indices) < replicas:
-        raise PipelineError(f"{len(train_indices)} training clips cannot be shared between {replicas} replicas")
     print(f"training on {len(train_indices)} clips, validating on {len(validation_indices) if validation_data else 0}, "
           f"{replicas} replica(s), batch {global_batch}, spectrograms {input_shape[:2]}")
     started = time.perf_counter()
