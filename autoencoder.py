@@ -15,13 +15,29 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
 
+from configurator import PipelineError
+
+# The VAE's train_step is TensorFlow code: refuse another Keras backend before Keras loads it
+# (an absent jax or torch would fail with a traceback, a present one with a TypeError mid-training).
+# Unset, it is TensorFlow here, whatever keras.json (a default for all of the user's projects) says.
+if not os.environ.get("KERAS_BACKEND"):
+    os.environ["KERAS_BACKEND"] = "tensorflow"
+elif os.environ["KERAS_BACKEND"] != "tensorflow":
+    raise PipelineError(f"this project trains with the TensorFlow backend of Keras; KERAS_BACKEND is "
+                        f"{os.environ['KERAS_BACKEND']!r}: unset it or set KERAS_BACKEND=tensorflow")
+
 import keras
 import numpy as np
 from keras import layers, ops
 
+if keras.backend.backend() != "tensorflow":  # Keras was imported before, with the backend of keras.json
+    raise PipelineError(f"this project trains with the TensorFlow backend of Keras, but Keras was loaded with "
+                        f"{keras.backend.backend()!r} (from keras.json): set KERAS_BACKEND=tensorflow")
+
 MODEL_FILE = "model.keras"
 LATENT_PRIOR_FILE = "latent_prior.json"
 LOG_VARIANCE_LIMIT = 20.0
+NORMALIZATIONS = ("batch", "group", "none")
 PACKAGE = "soundvae"
 
 
@@ -41,6 +57,15 @@ class Sampling(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "seed": self.seed}
+
+    # The noise generator's state is saved with the model, so that a resumed run draws the
+    # same noise as an uninterrupted one (Keras does not save a SeedGenerator's state itself).
+    def save_own_variables(self, store):
+        store["seed_generator_state"] = ops.convert_to_numpy(self.seed_generator.state)
+
+    def load_own_variables(self, store):
+        if "seed_generator_state" in store:  # models saved before this have none: a fresh stream
+            self.seed_generator.state.assign(np.asarray(store["seed_generator_state"]))
 
 
 def _multi_worker(strategy):
@@ -84,7 +109,8 @@ class VAE(keras.Model):
 
     def __init__(self, input_shape, conv_filters, conv_kernels, conv_strides, latent_space_dim,
                  reconstruction_loss_weight=1000.0, kl_weight=1.0, num_classes=0, seed=None,
-                 decoder_filters=None, latent_classes=0, latent_classifier_weight=0.0, **kwargs):
+                 decoder_filters=None, latent_classes=0, latent_classifier_weight=0.0, normalization="batch",
+                 **kwargs):
         super().__init__(**kwargs)
         if not (len(conv_filters) == len(conv_kernels) == len(conv_strides)) or not conv_filters:
             raise ValueError("conv_filters, conv_kernels and conv_strides must be non-empty and of equal "
@@ -110,6 +136,9 @@ class VAE(keras.Model):
         if self.num_classes and self.latent_classes:
             raise ValueError("a conditional VAE (num_classes > 0) cannot also have a latent classifier: "
                              "its latent vector is meant to hold what the label does not")
+        if normalization not in NORMALIZATIONS:
+            raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
+        self.normalization = normalization
         self.seed = seed
 
         self.encoder = self._build_encoder()
@@ -134,6 +163,13 @@ class VAE(keras.Model):
         bins, frames, _ = self.input_shape_
         return int(-(-bins // total[0]) * total[0]), int(-(-frames // total[1]) * total[1])
 
+    def _normalize(self, x):
+        if self.normalization == "batch":
+            return layers.BatchNormalization()(x)
+        if self.normalization == "group":
+            return layers.GroupNormalization(groups=min(8, x.shape[-1]))(x)
+        return x
+
     def _condition(self, inputs, label):
         one_hot = ops.one_hot(ops.cast(ops.reshape(label, (-1,)), "int32"), self.num_classes)
         return layers.Concatenate()([inputs, one_hot])
@@ -147,7 +183,7 @@ class VAE(keras.Model):
         for index, (filters, kernel, stride) in enumerate(zip(self.conv_filters, self.conv_kernels, self.conv_strides)):
             x = layers.Conv2D(filters, kernel, strides=stride, padding="same", name=f"encoder_conv_{index + 1}")(x)
             x = layers.ReLU()(x)
-            x = layers.BatchNormalization()(x)
+            x = self._normalize(x)
         x = layers.Flatten()(x)
         if self.num_classes:
             label = keras.Input(shape=(1,), dtype="int32", name="label")
@@ -179,7 +215,7 @@ class VAE(keras.Model):
                 x = layers.Activation("sigmoid", dtype="float32")(x)
             else:
                 x = layers.ReLU()(x)
-                x = layers.BatchNormalization()(x)
+                x = self._normalize(x)
         bins, frames, _ = self.input_shape_
         x = layers.Cropping2D(((0, padded_bins - bins), (0, padded_frames - frames)))(x)
         return keras.Model(inputs if self.num_classes else latent, x, name="decoder")
@@ -299,6 +335,15 @@ class VAE(keras.Model):
         mean, log_variance = self.encoder.predict(inputs, batch_size=batch_size, verbose=0)
         return mean, log_variance
 
+    def encode_rows(self, spectrograms, rows, labels=None, chunk=256):
+        """Latent means of the rows ``rows`` of a (memory-mapped) spectrogram array, chunk by chunk."""
+        means = [np.zeros((0, self.latent_space_dim), dtype="float32")]
+        for start in range(0, len(rows), chunk):
+            batch_labels = None if labels is None else labels[start:start + chunk]
+            mean, _ = self.encode(np.asarray(spectrograms[rows[start:start + chunk]]), batch_labels)
+            means.append(mean)
+        return np.concatenate(means)
+
     def decode(self, latents, labels=None, batch_size=64):
         """Spectrograms (n, bins, frames, 1) in [0, 1] decoded from latent vectors."""
         latents = np.asarray(latents, dtype="float32").reshape(-1, self.latent_space_dim)
@@ -359,6 +404,7 @@ class VAE(keras.Model):
             "num_classes": self.num_classes,
             "latent_classes": self.latent_classes,
             "latent_classifier_weight": self.latent_classifier_weight,
+            "normalization": self.normalization,
             "seed": self.seed,
         }
 
@@ -394,7 +440,8 @@ class LatentPrior:
     vectors where the training clips actually lie gives clearer, more varied
     sounds (ex-post density estimation), and one Gaussian per class gives sounds
     of a requested class from an unconditional model. A class with few clips is
-    shrunk towards the spread of all clips, so it never collapses onto copies.
+    shrunk towards the within-class spread pooled over all classes, so it never
+    collapses onto copies and stays where its clips are.
     Saved as JSON next to the model it was fitted for.
     """
 
@@ -405,6 +452,8 @@ class LatentPrior:
         self.counts = [int(c) for c in counts]
         self.means = np.asarray(means, dtype=np.float64)
         self.covariances = np.asarray(covariances, dtype=np.float64)
+        if not (np.all(np.isfinite(self.means)) and np.all(np.isfinite(self.covariances))):
+            raise ValueError("a latent prior needs finite means and covariances")
         # Square roots of the covariances (eigen-decomposition: works when singular too).
         values, vectors = np.linalg.eigh(self.covariances)
         self.factors = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
@@ -413,21 +462,34 @@ class LatentPrior:
     def fit(cls, latent_means, labels=None, classes=()):
         """Fit to latent means (n, dim); ``labels`` are indices into ``classes`` (None: one Gaussian)."""
         latents = np.asarray(latent_means, dtype=np.float64)
+        if latents.ndim != 2 or not len(latents):
+            raise ValueError(f"latent means must be a non-empty (clips, dim) array, got shape {latents.shape}")
+        if not np.all(np.isfinite(latents)):
+            # eigh() of a NaN covariance raises or returns garbage depending on the LAPACK build.
+            bad = int(np.sum(~np.all(np.isfinite(latents), axis=1)))
+            raise ValueError(f"{bad} of {len(latents)} latent means are NaN or infinite: "
+                             f"cannot fit a latent prior to them")
         dim = latents.shape[1]
         overall = np.cov(latents, rowvar=False).reshape(dim, dim) if len(latents) > 1 else np.eye(dim)
         if labels is None or not len(classes):
             return cls([], [len(latents)], latents.mean(axis=0)[None], overall[None])
         labels = np.asarray(labels).reshape(-1)
-        counts, means, covariances = [], [], []
-        for index in range(len(classes)):
-            members = latents[labels == index]
+        groups = [latents[labels == index] for index in range(len(classes))]
+        for name, members in zip(classes, groups):
             if not len(members):
-                raise ValueError(f"class {classes[index]!r} has no clips to fit its latent Gaussian to")
+                raise ValueError(f"class {name!r} has no clips to fit its latent Gaussian to")
+        # The spread of clips around their own class mean, pooled over the classes: what a small class
+        # is shrunk towards. (The spread of all clips would also hold the distances between the
+        # classes, and a small class's samples would wander into the others.)
+        scatter = sum((members - members.mean(axis=0)).T @ (members - members.mean(axis=0)) for members in groups)
+        pooled = scatter / (len(latents) - len(groups)) if len(latents) > len(groups) else overall
+        counts, means, covariances = [], [], []
+        for members in groups:
             own = np.cov(members, rowvar=False).reshape(dim, dim) if len(members) > 1 else np.zeros((dim, dim))
             shrink = dim / (dim + len(members))
             counts.append(len(members))
             means.append(members.mean(axis=0))
-            covariances.append((1 - shrink) * own + shrink * overall)
+            covariances.append((1 - shrink) * own + shrink * pooled)
         return cls(classes, counts, means, covariances)
 
     def sample(self, count, labels=None, rng=None, temperature=1.0):
@@ -452,6 +514,26 @@ class LatentPrior:
         if data.get("format_version") != cls.FORMAT_VERSION:
             raise ValueError(f"unknown latent prior format {data.get('format_version')!r}")
         return cls(data["classes"], data["counts"], data["means"], data["covariances"])
+
+
+def fit_latent_prior(vae, spectrograms, clips, train_indices, class_names):
+    """Fit a ``LatentPrior`` to where ``vae`` puts the training clips (one Gaussian per class when named).
+
+    Raises ValueError when the clips encode to NaN or infinity (a diverged model or damaged data).
+    """
+    rows = np.sort(np.asarray(train_indices, dtype=int))
+    means = vae.encode_rows(spectrograms, rows)
+    labels = [class_names.index(clips[i]["label"]) for i in rows] if class_names else None
+    return LatentPrior.fit(means, labels, class_names)
+
+
+def save_latent_prior(model_dir, prior):
+    """Write ``prior`` beside the model it was fitted for, tied to that ``model.keras`` by its SHA-256."""
+    from fileio import file_sha256, write_json
+
+    model_dir = Path(model_dir)
+    write_json(model_dir / LATENT_PRIOR_FILE,
+               {**prior.to_json(), "model_sha256": file_sha256(model_dir / MODEL_FILE)})
 
 
 def _with_channel(spectrograms):

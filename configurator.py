@@ -24,6 +24,8 @@ PRESETS = {
     "tutorial": {
         "SAMPLE_RATE": 22050,
         "DURATION": 0.74,
+        "ALIGN_ONSETS": False,
+        "FADE_OUT": 0.0,
         "FRAME_SIZE": 512,
         "HOP_LENGTH": 256,
         "CONV_FILTERS": [512, 256, 128, 64, 32],
@@ -31,6 +33,7 @@ PRESETS = {
         "CONV_KERNELS": [3, 3, 3, 3, 3],
         "CONV_STRIDES": [[2, 2], [2, 2], [2, 2], [2, 2], [2, 1]],
         "LATENT_SPACE_DIM": 128,
+        "NORMALIZATION": "batch",
         "RECONSTRUCTION_LOSS_WEIGHT": 1_000_000.0,
         "KL_WEIGHT": 1.0,
         "LEARNING_RATE": 0.0005,

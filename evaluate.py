@@ -97,9 +97,8 @@ def held_out_from_audio(audio_dir, params, workdir):
     """Preprocess a folder of audio with the model's own parameters (in a scratch folder)."""
     import preprocess
 
-    settings = {"AUDIO_DIR": str(audio_dir), "SPECTROGRAMS_DIR": str(workdir), "SAMPLE_RATE": params["sample_rate"],
-                "DURATION": params["duration"], "FRAME_SIZE": params["frame_size"],
-                "HOP_LENGTH": params["hop_length"], "TOP_DB": params["top_db"]}
+    settings = {"AUDIO_DIR": str(audio_dir), "SPECTROGRAMS_DIR": str(workdir),
+                **preprocess.settings_from_params(params)}
     config = configure({**settings_of(vars(preprocess)), **settings}, [])
     preprocess.PreprocessingPipeline(config).run()
     return preprocess.load_spectrograms(workdir)

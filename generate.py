@@ -44,7 +44,12 @@ SEED = 0
 PHASE_METHOD = "griffinlim"             # "griffinlim" or "zero_phase" (the tutorial's, for comparison)
 GRIFFIN_LIM_ITERATIONS = 32
 GRIFFIN_LIM_MOMENTUM = 0.99
-PEAK_DBFS = -1.0                        # louder results are turned down to this peak: no clipping
+# the WAV files: ready for a sampler
+PEAK_DBFS = -1.0                        # every sound is normalised to this peak (dBFS)
+NORMALIZE = True                        # False: only sounds louder than PEAK_DBFS are turned down
+BIT_DEPTH = 24                          # 16 or 24-bit PCM, or 32 (float)
+TRIM_DB = -60.0                         # trailing audio this far below the peak is trimmed
+END_FADE = 0.01                         # seconds of fade at the end, so no sound ends with a click
 # morphing: both set = a morph from one to the other
 MORPH_FROM = ""                         # an audio file, or a class name of the model
 MORPH_TO = ""
@@ -93,23 +98,62 @@ def check_same_parameters(model_params, data_params, data_dir):
                             f"({details}). Run preprocess.py with the model's settings, or use the matching model.")
 
 
-def load_latent_prior(model_dir):
-    """The model's fitted ``LatentPrior``, or None (with the reason printed) when it has none that fits."""
+def load_latent_prior(model_dir, vae=None, training=None, spectrograms_dir=None):
+    """The model's fitted ``LatentPrior``, or None (with the reason printed) when it has none that fits.
+
+    When ``latent_prior.json`` is missing or was fitted for another ``model.keras``
+    (training was interrupted by Ctrl-C, a kill or a time limit) and the model's
+    training clips are in ``spectrograms_dir``, the prior is fitted to them now
+    and saved, so every model can generate by class however its training ended.
+    """
     from autoencoder import LATENT_PRIOR_FILE, MODEL_FILE, LatentPrior
 
     path = Path(model_dir) / LATENT_PRIOR_FILE
+    reason = None
     if not path.exists():
-        print(f"note: {path} is missing (training did not finish): new sounds come from N(0, I)")
+        reason = f"{path} is missing (training did not finish)"
+    else:
+        try:
+            data = read_json(path)
+            if data.get("model_sha256") == file_sha256(Path(model_dir) / MODEL_FILE):
+                return LatentPrior.from_json(data)
+            reason = f"{path} was fitted for another model.keras"
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            reason = f"cannot use {path} ({error})"
+    prior = None
+    if vae is not None and training is not None and spectrograms_dir is not None:
+        prior = _fit_missing_prior(model_dir, vae, training, spectrograms_dir)
+    if prior is None:
+        print(f"note: {reason}: new sounds come from N(0, I)")
+    else:
+        print(f"note: {reason}: fitted it now to the training clips in {spectrograms_dir}")
+    return prior
+
+
+def _fit_missing_prior(model_dir, vae, training, spectrograms_dir):
+    """Fit and save the latent prior of ``vae`` to its training clips, or None when that cannot be done."""
+    from autoencoder import fit_latent_prior, save_latent_prior
+    from preprocess import load_spectrograms
+
+    try:
+        data, clips, data_params = load_spectrograms(spectrograms_dir)
+        check_same_parameters(read_json(Path(model_dir) / "params.json"), data_params, spectrograms_dir)
+    except PipelineError as error:
+        print(f"note: cannot fit the latent prior now: {error}")
+        return None
+    held_out = set(training.get("validation_ids", []))
+    train_indices = [i for i, clip in enumerate(clips) if clip["id"] not in held_out]
+    class_names = model_classes(training)
+    if not train_indices or (class_names and any(clip.get("label") not in class_names for clip in clips)):
+        print(f"note: the clips in {spectrograms_dir} are not the ones this model was trained on")
         return None
     try:
-        data = read_json(path)
-        if data.get("model_sha256") != file_sha256(Path(model_dir) / MODEL_FILE):
-            print(f"note: {path} was fitted for another model.keras: new sounds come from N(0, I)")
-            return None
-        return LatentPrior.from_json(data)
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        print(f"note: cannot use {path} ({error}): new sounds come from N(0, I)")
+        prior = fit_latent_prior(vae, data, clips, train_indices, class_names)
+    except ValueError as error:
+        print(f"note: cannot fit the latent prior now: {error}")
         return None
+    save_latent_prior(model_dir, prior)
+    return prior
 
 
 def model_classes(training):
@@ -143,23 +187,30 @@ def clip_label_indices(clips, label_names):
     return np.array([label_names.index(clip["label"]) for clip in clips])
 
 
-def write_wavs(signals, names, folder, sample_rate, peak_dbfs):
-    """Write float signals as 16-bit WAVs, turned down where needed so nothing clips."""
+WAV_SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+
+
+def write_wavs(signals, names, folder, sample_rate, config):
+    """Write signals as WAVs ready for a sampler (see ``soundgenerator.finish_for_sampler``).
+
+    ``config`` holds PEAK_DBFS, NORMALIZE, BIT_DEPTH, TRIM_DB and END_FADE. Names are
+    sanitised and made unique; nothing is written outside ``folder``.
+    """
     import soundfile as sf
+
+    from soundgenerator import finish_for_sampler
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    limit = 10 ** (peak_dbfs / 20)
     paths = []
     for signal, name in zip(signals, names):
         stem = safe_name(name)
         while folder / (stem + ".wav") in paths:  # two ids that sanitise to one name
             stem += "_"
-        peak = float(np.max(np.abs(signal))) if len(signal) else 0.0
-        if peak > limit:
-            signal = signal * (limit / peak)
+        finished = finish_for_sampler(signal, sample_rate, config.PEAK_DBFS, config.NORMALIZE,
+                                      config.TRIM_DB, config.END_FADE)
         path = folder / (stem + ".wav")
-        sf.write(path, np.asarray(signal, dtype=np.float32), sample_rate, subtype="PCM_16")
+        sf.write(path, finished, sample_rate, subtype=WAV_SUBTYPES[config.BIT_DEPTH])
         paths.append(path)
     return paths
 
@@ -210,13 +261,13 @@ def spectrogram_of_file(path, params):
     PipelineError
         When the file does not exist or cannot be used (unreadable, silent).
     """
-    from preprocess import Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder
+    from preprocess import Loader, LogSpectrogramExtractor, MinMaxNormaliser, clips_of_signal
 
     path = Path(path)
     if not path.is_file():
         raise PipelineError(f"no audio file at {path}")
     try:
-        signal = Padder(params["num_samples"]).fix_length(Loader(params["sample_rate"]).load(path))
+        signal = clips_of_signal(Loader(params["sample_rate"]).load(path), {**params, "long_files": "cut"})[0]
         spectrogram_db = LogSpectrogramExtractor(params["frame_size"], params["hop_length"],
                                                  params["top_db"]).extract(signal)
         return MinMaxNormaliser(0.0, 1.0).normalise(spectrogram_db)
@@ -291,7 +342,6 @@ def class_end(name, vae, label_names, spectrograms_dir, model_params, generation
     Without such clips, the prior's mean (the zero vector) and the training
     set's typical level stand for the class.
     """
-    from plot_spectrograms import encode_clips
     from preprocess import load_spectrograms
 
     label = label_names.index(name) if vae.num_classes else None  # only a conditional model takes it
@@ -307,7 +357,7 @@ def class_end(name, vae, label_names, spectrograms_dir, model_params, generation
     if len(indices) == 0:
         print(f"morph: no clips of class {name!r} in {spectrograms_dir}; it starts from the prior's mean")
         return MorphEnd(name, latent, label, min_db, max_db)
-    means = encode_clips(vae, data, indices, None if label is None else np.full(len(indices), label))
+    means = vae.encode_rows(data, indices, None if label is None else np.full(len(indices), label))
     return MorphEnd(name, means.mean(axis=0), label, float(np.mean([clips[i]["min"] for i in indices])),
                     float(np.mean([clips[i]["max"] for i in indices])))
 
@@ -694,6 +744,11 @@ def validate(config):
         raise PipelineError(f"MORPH_STEPS must be at least 2 (both ends), got {config.MORPH_STEPS}")
     if config.MORPH_INTERPOLATION not in ("linear", "slerp"):
         raise PipelineError(f"MORPH_INTERPOLATION must be 'linear' or 'slerp', got {config.MORPH_INTERPOLATION!r}")
+    if config.BIT_DEPTH not in WAV_SUBTYPES:
+        raise PipelineError(f"BIT_DEPTH must be 16, 24 or 32 (float), got {config.BIT_DEPTH}")
+    if not (config.PEAK_DBFS <= 0 and config.TRIM_DB < 0 and config.END_FADE >= 0):
+        raise PipelineError(f"PEAK_DBFS must be <= 0 dBFS, TRIM_DB below 0 dB and END_FADE >= 0 s; got "
+                            f"{config.PEAK_DBFS}, {config.TRIM_DB} and {config.END_FADE}")
     size = config.PAGE_IMAGE_SIZE
     if len(size) != 2 or not all(isinstance(pixels, int) and 100 <= pixels <= 2000 for pixels in size):
         raise PipelineError(f"PAGE_IMAGE_SIZE must be [width, height] in pixels, each 100 to 2000, got {size!r}")
@@ -721,7 +776,7 @@ def main(argv=None):
     # Brand-new sounds from the prior, given the training set's typical level.
     prior = None
     if config.NUM_GENERATED and config.PRIOR == "fitted" and not vae.num_classes:
-        prior = load_latent_prior(config.MODEL_DIR)
+        prior = load_latent_prior(config.MODEL_DIR, vae, training, config.SPECTROGRAMS_DIR)
     class_names = label_names or (prior.classes if prior else [])
     if config.NUM_GENERATED and config.LABEL and not class_names and model_classes(training):
         raise PipelineError(f"--label={config.LABEL}: this model draws the sounds of one class from its fitted "
@@ -736,8 +791,7 @@ def main(argv=None):
         signals = sound_generator.convert_spectrograms_to_audio(spectrograms, level["min"], level["max"])
         names = [f"{'_'.join(filter(None, ['generated', text]))}_{index:03d}"
                  for index, text in enumerate(label_texts)]
-        written["generated"] = write_wavs(signals, names, output_dir / "generated",
-                                          params["sample_rate"], config.PEAK_DBFS)
+        written["generated"] = write_wavs(signals, names, output_dir / "generated", params["sample_rate"], config)
         labels["generated"] = label_texts
 
     # Held-out clips and their reconstructions.
@@ -758,7 +812,7 @@ def main(argv=None):
         names = [clips[i]["id"].rsplit(".", 1)[0] for i in chosen]
         for kind, spectrograms in (("original", originals), ("reconstructed", reconstructions)):
             signals = sound_generator.convert_spectrograms_to_audio(spectrograms, minima, maxima)
-            written[kind] = write_wavs(signals, names, output_dir / kind, params["sample_rate"], config.PEAK_DBFS)
+            written[kind] = write_wavs(signals, names, output_dir / kind, params["sample_rate"], config)
             labels[kind] = [clips[i].get("label") or "" for i in chosen]
 
     # A morph from one sound or class to another.
@@ -774,7 +828,7 @@ def main(argv=None):
             stale.unlink()
         digits = max(2, len(str(config.MORPH_STEPS - 1)))
         written["morph"] = write_wavs(signals, [f"morph_{index:0{digits}d}" for index in range(config.MORPH_STEPS)],
-                                      morph_dir, params["sample_rate"], config.PEAK_DBFS)
+                                      morph_dir, params["sample_rate"], config)
         title = (f"Morph from {start.name} to {end.name}: {config.MORPH_STEPS} steps, "
                  f"{config.MORPH_INTERPOLATION} interpolation")
         morph_strip = save_figure(plot_morph_strip(result, params, title), morph_dir / "morph_strip.png")

@@ -504,17 +504,6 @@ def generated_files(output_dir):
     return found["generated"], [originals[path.name] for path in reconstructed], reconstructed
 
 
-def encode_clips(vae, spectrograms, clip_indices, labels=None, chunk=256):
-    """Latent means of the rows ``clip_indices`` of a (memory-mapped) spectrogram array, chunk by chunk."""
-    means = []
-    for start in range(0, len(clip_indices), chunk):
-        rows = clip_indices[start:start + chunk]
-        batch_labels = None if labels is None else labels[start:start + chunk]
-        mean, _ = vae.encode(np.asarray(spectrograms[rows]), batch_labels)
-        means.append(mean)
-    return np.concatenate(means)
-
-
 def validate(config):
     checks = [
         (config.MAX_PER_FIGURE >= 1, f"MAX_PER_FIGURE must be at least 1, got {config.MAX_PER_FIGURE}"),
@@ -598,7 +587,7 @@ def main(argv=None):
         else:
             labels = (np.array([label_names.index(clips[i]["label"]) for i in clip_indices])
                       if label_names else None)
-            means = encode_clips(vae, spectrograms, clip_indices, labels)
+            means = vae.encode_rows(spectrograms, clip_indices, labels)
             projected, _, explained = latent_pca(means)
             held_out_ids = set(training.get("validation_ids", []))
             chosen_clips = [clips[i] for i in clip_indices]

@@ -15,13 +15,15 @@ Run ``python preprocess.py --help`` to list the settings.
 """
 
 import math
+import multiprocessing
 import os
 import re
+import sys
 import tempfile
 import time
 from collections import Counter
-from contextlib import nullcontext
-from multiprocessing import get_context
+from concurrent.futures import ProcessPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Final
 
@@ -33,15 +35,24 @@ from fileio import atomic_write_all, json_writer, printable, read_json
 # I/O
 AUDIO_DIR = "data/audio"                # searched recursively; filled with demo drums when empty
 SPECTROGRAMS_DIR = "data/spectrograms"
-# audio
-SAMPLE_RATE = 22050                     # Hz; every file is resampled to it
-DURATION = 0.74                         # seconds; shorter clips are padded with silence
+# audio: 0 = chosen from the folder (the chosen values are printed)
+SAMPLE_RATE = 0                         # Hz; 0 = the folder's most common rate, so its full band is kept
+DURATION = 0.0                          # seconds; 0 = long enough for AUDIBLE_QUANTILE of the one-shots to ring out
+MAX_DURATION = 2.0                      # seconds; the longest DURATION chosen from the folder
+AUDIBLE_DB = -60.0                      # a sound has rung out once it stays this far below its peak
+AUDIBLE_QUANTILE = 0.8                  # fraction of the folder's sounds that fit whole into DURATION
+ALIGN_ONSETS = True                     # start every clip at its attack (leading silence removed)
+ONSET_DB = -40.0                        # the attack: the first sample within this many dB of the peak
+PRE_ROLL = 0.005                        # seconds kept before the attack
+FADE_OUT = 0.1                          # seconds of fade where a longer sound is cut, so it never clicks
 LONG_FILES = "cut"                      # "cut": keep the first DURATION; "split": several clips
 MAX_CLIPS_PER_FILE = 16                 # with LONG_FILES="split"
 SILENCE_DB = -60.0                      # a file whose peak is below this (dBFS) is skipped as silent
-# spectrogram
-FRAME_SIZE = 512                        # STFT window in samples; FRAME_SIZE // 2 frequency rows
-HOP_LENGTH = 256                        # samples between frames (measured: see README, "Defaults")
+# spectrogram: the window and hop are set in milliseconds, so they scale with the sample rate
+FRAME_MS = 23.2                         # STFT window; rounded to a power of two samples (512 at 22050 Hz)
+HOP_MS = 11.6                           # between frames (256 samples at 22050 Hz; measured: README, "Defaults")
+FRAME_SIZE = 0                          # samples; 0 = from FRAME_MS. FRAME_SIZE // 2 frequency rows
+HOP_LENGTH = 0                          # samples; 0 = from HOP_MS
 TOP_DB = 80.0                           # dynamic range kept below each clip's peak, dB
 # labels, used by the conditional model and by evaluate.py
 LABELS = "auto"                         # "auto", "folder", "filename" (FSDD: 7_jackson_32.wav -> 7) or "none"
@@ -57,7 +68,10 @@ AMIN: Final = 1e-5                             # smallest magnitude before log: 
 FILE_RATE_RANGE: Final = (1000, 1_000_000)     # Hz; a header outside it is damaged, not audio
 RESAMPLE_MARGIN: Final = 0.05                  # seconds read past the part kept, so resampling its end is exact
 FLUSH_EVERY: Final = 500                       # files between flushes of the spectrograms to disk
-FORMAT_VERSION: Final = 1                      # of the files written here; bumped on incompatible change
+FORMAT_VERSION: Final = 2                      # of the files written here; bumped on incompatible change
+FALLBACK_SAMPLE_RATE: Final = 22050           # Hz, when no file of the folder can be read (and the demo set's)
+FALLBACK_DURATION: Final = 0.74                # seconds, likewise
+FOLDER_STATS_FILE: Final = "folder.json"       # per file: its sample rate and how long it rings, for reruns
 FSDD_NAME = re.compile(r"^(?P<digit>[^_]+)_(?P<speaker>[^_]+)_(?P<take>\d+)$")  # a file stem
 
 
@@ -111,20 +125,51 @@ class Loader:
 
 
 class Padder:
-    """Pads a signal with silence, or cuts it, to an exact number of samples."""
+    """Pads a signal with silence, or cuts it, to an exact number of samples.
 
-    def __init__(self, num_samples):
+    A cut sound is faded out over its last ``fade_samples`` (a raised cosine),
+    so a ringing tail ends smoothly instead of with a click.
+    """
+
+    def __init__(self, num_samples, fade_samples=0):
         self.num_samples = num_samples
+        self.fade = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, min(fade_samples, num_samples), dtype=np.float32))
 
     def fix_length(self, signal):
-        if len(signal) >= self.num_samples:
-            return signal[: self.num_samples]
+        if len(signal) > self.num_samples:
+            signal = signal[: self.num_samples].copy()
+            if len(self.fade):
+                signal[-len(self.fade):] *= self.fade
+            return signal
         return np.pad(signal, (0, self.num_samples - len(signal)))
 
     def split(self, signal, max_clips):
         """Cut a long signal into consecutive clips; the last one is padded."""
         starts = range(0, len(signal), self.num_samples)[:max_clips]
         return [self.fix_length(signal[start:]) for start in starts]
+
+
+def onset_sample(signal, onset_db, pre_roll_samples):
+    """Index where a clip aligned to its attack starts: the first sample within ``onset_db`` of the
+    peak, minus the pre-roll (0 for a signal that is silent throughout)."""
+    magnitude = np.abs(signal)
+    peak = float(magnitude.max()) if len(signal) else 0.0
+    if peak <= 0:
+        return 0
+    first = int(np.argmax(magnitude >= peak * 10 ** (onset_db / 20)))
+    return max(0, first - pre_roll_samples)
+
+
+def clips_of_signal(signal, params):
+    """The clips preprocess.py makes of a loaded signal (aligned to its attack, cut or split, faded).
+
+    One function, used by preprocessing and by generate.py for the audio files it is given.
+    """
+    pieces = params["max_clips_per_file"] if params["long_files"] == "split" else 1
+    if params["align_onsets"]:
+        signal = signal[onset_sample(signal, params["onset_db"], round(params["pre_roll"] * params["sample_rate"])):]
+    padder = Padder(params["num_samples"], round(params["fade_out"] * params["sample_rate"]))
+    return padder.split(signal, pieces) if pieces > 1 else [padder.fix_length(signal)]
 
 
 class LogSpectrogramExtractor:
@@ -177,6 +222,11 @@ class Saver:
     does not grow with the number of clips. When every slot holds a clip, in
     order, that file becomes ``spectrograms.npy`` as it is; otherwise ``finish``
     copies the clips into a new one.
+
+    Every process reads and writes slots through a handle of its own on the
+    scratch file: where ``os.pwrite``/``os.pread`` are missing (Windows) a slot
+    is reached with seek, and a file position shared between processes would
+    send their writes to the wrong slots.
     """
 
     def __init__(self, spectrograms_dir):
@@ -186,6 +236,22 @@ class Saver:
         self.row_bytes = 0
         self.offset = 0
         self.capacity = 0
+        self.slot_file, self.slot_file_pid = None, None  # this process's handle for slots, and its owner
+
+    def __getstate__(self):
+        # A copy for a spawned worker process: open files do not travel; it opens its own.
+        return {**self.__dict__, "scratch": None, "slot_file": None, "slot_file_pid": None}
+
+    def _slot_file(self):
+        """This process's own unbuffered handle on the scratch file, opened on first use."""
+        if self.slot_file_pid != os.getpid():  # none yet, or inherited from the parent by fork
+            self.slot_file, self.slot_file_pid = open(self.scratch_path, "r+b", buffering=0), os.getpid()
+        return self.slot_file
+
+    def _close_slot_file(self):
+        if self.slot_file is not None and self.slot_file_pid == os.getpid():
+            self.slot_file.close()
+        self.slot_file, self.slot_file_pid = None, None
 
     def begin(self, n_bins, n_frames, capacity):
         self.spectrograms_dir.mkdir(parents=True, exist_ok=True)
@@ -199,17 +265,29 @@ class Saver:
 
     def write_slot(self, slot, spectrogram):
         data = np.ascontiguousarray(spectrogram, dtype="<f4").tobytes()
-        os.pwrite(self.scratch.fileno(), data, self.offset + slot * self.row_bytes)
+        position, file = self.offset + slot * self.row_bytes, self._slot_file()
+        if hasattr(os, "pwrite"):
+            os.pwrite(file.fileno(), data, position)
+        else:  # Windows
+            file.seek(position)
+            file.write(data)
 
     def flush(self):
         """Start putting the slots written so far on disk, so little is left for ``finish``."""
-        os.fdatasync(self.scratch.fileno())
+        sync = getattr(os, "fdatasync", os.fsync)  # fdatasync (data only, no metadata) is missing on macOS
+        sync(self.scratch.fileno())
 
     def read_slot(self, slot, shape):
-        data = os.pread(self.scratch.fileno(), self.row_bytes, self.offset + slot * self.row_bytes)
+        position, file = self.offset + slot * self.row_bytes, self._slot_file()
+        if hasattr(os, "pread"):
+            data = os.pread(file.fileno(), self.row_bytes, position)
+        else:  # Windows
+            file.seek(position)
+            data = file.read(self.row_bytes)
         return np.frombuffer(data, dtype="<f4").reshape(shape)
 
     def close(self):
+        self._close_slot_file()
         if self.scratch is not None:
             self.scratch.close()
             self.scratch = None
@@ -217,17 +295,20 @@ class Saver:
             os.remove(self.scratch_path)
         self.scratch_path = None
 
-    def finish(self, rows, clips, params, report, slots=None):
+    def finish(self, rows, clips, params, report, slots=None, folder_stats=None):
         """Write ``rows`` (an iterable of arrays, one per clip) and the JSON files.
 
-        ``slots`` lists the slot of each clip (None for a row from elsewhere). All
-        four files are written completely before any of them replaces the
+        ``slots`` lists the slot of each clip (None for a row from elsewhere);
+        ``folder_stats`` is what ``choose_settings`` measured, if anything. All the
+        files are written completely before any of them replaces the
         previous run's: an error or Ctrl-C meanwhile leaves the old folder as it was.
         """
         shape = (len(clips), params["n_bins"], params["n_frames"])
 
         def write_array(tmp_name):
             if slots is not None and list(slots) == list(range(self.capacity)):
+                self._close_slot_file()  # Windows renames no file that is open
+                self.scratch.close()
                 os.replace(self.scratch_path, tmp_name)  # already complete and in order: no copy
                 return
             with open(tmp_name, "wb") as file:
@@ -237,8 +318,10 @@ class Saver:
                     file.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
 
         # The index (clips.json) is moved into place last.
+        extra = {self.spectrograms_dir / FOLDER_STATS_FILE: json_writer(folder_stats)} if folder_stats else {}
         try:
             atomic_write_all({
+                **extra,
                 self.spectrograms_dir / "spectrograms.npy": write_array,
                 self.spectrograms_dir / "params.json": json_writer(params),
                 self.spectrograms_dir / "report.json": json_writer(report),
@@ -253,14 +336,21 @@ class PreprocessingPipeline:
 
     def __init__(self, config):
         self.config = config
+        self.warmed_up = False
+        self.saver = Saver(config.SPECTROGRAMS_DIR)
+        if config.SAMPLE_RATE and config.DURATION and config.FRAME_SIZE and config.HOP_LENGTH:
+            self._build()
+
+    def _build(self):
+        """Make the steps once every setting is known (after ``choose_settings`` for a folder)."""
+        config = self.config
         self.num_samples = int(round(config.DURATION * config.SAMPLE_RATE))
         self.pieces_per_file = config.MAX_CLIPS_PER_FILE if config.LONG_FILES == "split" else 1
-        self.loader = Loader(config.SAMPLE_RATE, max_duration=config.DURATION * self.pieces_per_file)
-        self.padder = Padder(self.num_samples)
+        # Read a little past the clip: the attack may come after some silence.
+        read_seconds = config.DURATION * self.pieces_per_file + (1.0 if config.ALIGN_ONSETS else 0.0)
+        self.loader = Loader(config.SAMPLE_RATE, max_duration=read_seconds)
         self.extractor = LogSpectrogramExtractor(config.FRAME_SIZE, config.HOP_LENGTH, config.TOP_DB)
         self.normaliser = MinMaxNormaliser(0.0, 1.0)
-        self.saver = Saver(config.SPECTROGRAMS_DIR)
-        self.warmed_up = False
 
     @property
     def params(self):
@@ -278,6 +368,10 @@ class PreprocessingPipeline:
             "n_frames": 1 + self.num_samples // config.HOP_LENGTH,
             "amin": AMIN,
             "top_db": config.TOP_DB,
+            "align_onsets": config.ALIGN_ONSETS,
+            "onset_db": config.ONSET_DB,
+            "pre_roll": config.PRE_ROLL,
+            "fade_out": config.FADE_OUT,
             "long_files": config.LONG_FILES,
             "max_clips_per_file": config.MAX_CLIPS_PER_FILE,
             "silence_db": config.SILENCE_DB,
@@ -293,6 +387,7 @@ class PreprocessingPipeline:
         reason the file cannot be used)].
         """
         outcomes, reasons, pending = {}, {}, []  # pending: (index, signal) of clips not analysed yet
+        params = self.params
         threshold = 10 ** (self.config.SILENCE_DB / 20)
         for index, path in items:
             try:
@@ -303,10 +398,7 @@ class PreprocessingPipeline:
             except Exception as error:  # a decoder bug must not stop the whole run
                 outcomes[index] = f"unreadable audio ({type(error).__name__}: {_first_line(error)})"
                 continue
-            if self.pieces_per_file > 1:
-                pieces = self.padder.split(signal, self.pieces_per_file)
-            else:
-                pieces = [self.padder.fix_length(signal)]
+            pieces = clips_of_signal(signal, params)
             # A silent stretch of a long file is left out; a file with nothing else is skipped.
             pieces = [piece for piece in pieces if np.max(np.abs(piece)) >= threshold]
             if not pieces:
@@ -357,8 +449,6 @@ class PreprocessingPipeline:
         if not audio_files and _is_default_audio_dir(audio_dir) and not other_files:
             audio_files = write_demo_set(audio_dir, config)
 
-        params = self.params
-        cache = load_cache(config.SPECTROGRAMS_DIR, params)
         keys, relatives, readable_files = [], [], []
         for path in audio_files:
             relative = path.relative_to(audio_dir)
@@ -370,12 +460,21 @@ class PreprocessingPipeline:
             relatives.append(relative)
             readable_files.append(path)
         audio_files = readable_files
+        self.config, folder_stats = choose_settings(config, audio_files, keys)
+        config = self.config
+        self._build()
+        params = self.params
+        cache = load_cache(config.SPECTROGRAMS_DIR, params)
         label_of = label_rule(relatives, config.LABELS)
         todo = [(index, path) for index, (path, key) in enumerate(zip(audio_files, keys))
                 if key not in cache.entries and key not in cache.failures]
         started = time.perf_counter()
         self.saver.begin(params["n_bins"], params["n_frames"], len(audio_files) * self.pieces_per_file)
-        outcomes = dict(self.map_files(todo))
+        try:
+            outcomes = dict(self.map_files(todo))
+        except BaseException:  # a worker died, Ctrl-C: the scratch file goes, the previous run's files stay
+            self.saver.close()
+            raise
 
         # Assemble in sorted file order, so that reruns give identical arrays.
         skipped = [{"file": printable(path), "reason": reason} for path, reason in other_files]
@@ -425,7 +524,7 @@ class PreprocessingPipeline:
                 f"no usable audio found in {str(audio_dir)!r} ({len(skipped)} files skipped). "
                 f"Put WAV/FLAC/OGG/AIFF files there (sub-folders are fine) or pass --audio_dir=PATH."
                 + _skipped_text(skipped))
-        self.saver.finish((read() for read in rows), clips, params, report, slots)
+        self.saver.finish((read() for read in rows), clips, params, report, slots, folder_stats)
         return report
 
     def warm_up(self):
@@ -433,7 +532,8 @@ class PreprocessingPipeline:
         import librosa
 
         noise = np.random.default_rng(0).standard_normal(self.num_samples).astype(np.float32)
-        self.extractor.extract(self.padder.fix_length(librosa.resample(noise, orig_sr=44100, target_sr=22050)))
+        self.extractor.extract(Padder(self.num_samples).fix_length(
+            librosa.resample(noise, orig_sr=44100, target_sr=22050)))
         self.warmed_up = True
 
     def map_files(self, todo):
@@ -441,45 +541,182 @@ class PreprocessingPipeline:
 
         Work goes out in chunks of up to BATCH_FILES files. Every FLUSH_EVERY files
         the spectrograms written so far go to disk; with worker processes that
-        happens while they compute the next ones.
+        happens while they compute the next ones. A worker process that dies (killed
+        when memory runs out, or crashed) stops the run with a PipelineError that
+        names the files it was working on.
         """
         from tqdm import tqdm
 
         workers = self.config.NUM_WORKERS or os.cpu_count() or 1
         workers = max(1, min(workers, len(todo)))
         chunks = _chunks(len(todo), workers, self.config.BATCH_FILES)
-        if workers > 1 and not self.warmed_up:
-            self.warm_up()
-        # The workers are forked: they inherit this pipeline and the list of files, so a
-        # task is just a range of positions in that list and the main process mostly waits.
-        pool = (get_context("fork").Pool(workers, initializer=_init_worker, initargs=(self, todo))
-                if workers > 1 else nullcontext())
-        with pool, tqdm(total=len(todo), unit="file", desc="preprocessing", disable=not todo) as bar:
-            if workers > 1:
-                results = pool.imap_unordered(_process_chunk_in_worker, chunks)
-            else:
-                results = (self.process_files(todo[chunk]) for chunk in chunks)
-            done = 0
-            for outcomes in results:
-                bar.update(len(outcomes))
-                for outcome in outcomes:
-                    yield outcome
-                    done += 1
-                    if done % FLUSH_EVERY == 0:
-                        self.saver.flush()
+        pool = None
+        if workers > 1:
+            start_method = worker_start_method()
+            if start_method == "fork" and not self.warmed_up:
+                self.warm_up()
+            context = multiprocessing.get_context(start_method)
+            begun = context.RawArray("b", len(chunks))  # set by the worker that begins each chunk
+            # Each worker gets this pipeline and the list of files once, at its start, so a
+            # task is just a range of positions in that list and the main process mostly waits.
+            pool = ProcessPoolExecutor(workers, mp_context=context, initializer=_init_worker,
+                                       initargs=(self, todo, begun))
+            futures = {pool.submit(_process_chunk_in_worker, number, chunk): (number, chunk)
+                       for number, chunk in enumerate(chunks)}
+            results = self._results_of_workers(futures, begun, todo)
+        else:
+            results = (self.process_files(todo[chunk]) for chunk in chunks)
+        try:
+            with tqdm(total=len(todo), unit="file", desc="preprocessing", disable=not todo) as bar:
+                done = 0
+                for outcomes in results:
+                    bar.update(len(outcomes))
+                    for outcome in outcomes:
+                        yield outcome
+                        done += 1
+                        if done % FLUSH_EVERY == 0:
+                            self.saver.flush()
+        finally:
+            if pool is not None:  # after an error, the chunks no worker has begun are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _results_of_workers(self, futures, begun, todo):
+        """Yield each chunk's outcomes as its worker finishes it; a worker that died is a PipelineError."""
+        for future in as_completed(futures):
+            try:
+                outcomes = future.result()
+            except BrokenProcessPool:
+                wait(futures, timeout=60)  # the pool marks every unfinished chunk as failed
+                # The chunks begun and not finished: the dead worker's, and those of the workers
+                # the pool stopped because of it.
+                files = [printable(path) for other, (number, chunk) in futures.items()
+                         if begun[number] and other.done() and isinstance(other.exception(), BrokenProcessPool)
+                         for _, path in todo[chunk]]
+                shown = ", ".join(files[:10]) + (f" and {len(files) - 10} more" if len(files) > 10 else "")
+                raise PipelineError(
+                    f"a worker process died "
+                    f"{'while processing one of these files: ' + shown if files else 'before it began a file'}. "
+                    f"It was killed (the system does that when memory runs out) or crashed. Nothing was "
+                    f"saved: {self.config.SPECTROGRAMS_DIR} is as it was. Try fewer workers "
+                    f"(--num_workers=1), or move those files out of {self.config.AUDIO_DIR}.") from None
+            yield outcomes
+
+
+# --- settings chosen from the folder ---------------------------------------------
+
+
+def power_of_two(samples):
+    """The power of two nearest to ``samples`` (on a log scale), at least 16."""
+    return int(2 ** max(4, round(math.log2(max(samples, 1)))))
+
+
+def measure_file(path, max_seconds, audible_db, onset_db):
+    """(sample rate, seconds from the attack until the sound stays ``audible_db`` below its peak), or None.
+
+    Only the first ``max_seconds`` are read; a file that cannot be read gives None
+    (it is reported by name when it is processed).
+    """
+    import soundfile as sf
+
+    try:
+        name = os.fsencode(path) if os.name == "posix" else str(path)
+        with sf.SoundFile(name) as sound:
+            rate = sound.samplerate
+            signal = sound.read(int(max_seconds * rate), dtype="float32", always_2d=True)
+    except Exception:
+        return None
+    if not FILE_RATE_RANGE[0] <= rate <= FILE_RATE_RANGE[1] or not signal.size or not np.all(np.isfinite(signal)):
+        return None
+    magnitude = np.abs(signal).max(axis=1)
+    peak = float(magnitude.max())
+    if peak <= 0:
+        return rate, 0.0
+    start = int(np.argmax(magnitude >= peak * 10 ** (onset_db / 20)))
+    loud = np.flatnonzero(magnitude >= peak * 10 ** (audible_db / 20))
+    return rate, (int(loud[-1]) + 1 - start) / rate
+
+
+def choose_settings(config, audio_files, keys):
+    """``config`` with every setting left at 0 chosen from the folder, and those choices printed.
+
+    SAMPLE_RATE: the folder's most common rate (the higher one on a tie). DURATION:
+    the AUDIBLE_QUANTILE of how long its sounds ring (from the attack until they
+    stay AUDIBLE_DB below their peak), at most MAX_DURATION. FRAME_SIZE and HOP_LENGTH
+    from FRAME_MS and HOP_MS at that rate. Measurements are kept per file in
+    ``folder.json`` of SPECTROGRAMS_DIR, so a rerun reads only new or changed files.
+
+    Returns the completed settings and what to write into ``folder.json`` (None: nothing measured).
+    """
+    from types import SimpleNamespace
+
+    chosen, folder_stats = {}, None
+    if not config.SAMPLE_RATE or not config.DURATION:
+        stats_path = Path(config.SPECTROGRAMS_DIR) / FOLDER_STATS_FILE
+        settings = [config.MAX_DURATION, config.AUDIBLE_DB, config.ONSET_DB]
+        try:
+            old = read_json(stats_path)
+            cached = old["files"] if old.get("settings") == settings else {}
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            cached = {}
+        stats = {}
+        for path, key in zip(audio_files, keys):
+            stats[key] = cached.get(key) or measure_file(path, config.MAX_DURATION + 1.0,
+                                                         config.AUDIBLE_DB, config.ONSET_DB)
+        folder_stats = {"settings": settings, "files": stats}
+        measured = [value for value in stats.values() if value]
+        if not config.SAMPLE_RATE:
+            rates = Counter(rate for rate, _ in measured)
+            chosen["SAMPLE_RATE"] = (max(rates, key=lambda rate: (rates[rate], rate)) if rates
+                                     else FALLBACK_SAMPLE_RATE)
+        if not config.DURATION:
+            seconds = [ring for _, ring in measured]
+            quantile = float(np.quantile(seconds, config.AUDIBLE_QUANTILE)) if seconds else FALLBACK_DURATION
+            chosen["DURATION"] = round(min(config.MAX_DURATION, quantile + config.PRE_ROLL) + 0.005, 2)
+    sample_rate = chosen.get("SAMPLE_RATE", config.SAMPLE_RATE)
+    if not config.FRAME_SIZE:
+        chosen["FRAME_SIZE"] = power_of_two(config.FRAME_MS / 1000 * sample_rate)
+    if not config.HOP_LENGTH:
+        chosen["HOP_LENGTH"] = max(1, round(config.HOP_MS / 1000 * sample_rate))
+    if chosen:
+        duration = chosen.get("DURATION", config.DURATION)
+        frame = chosen.get("FRAME_SIZE", config.FRAME_SIZE)
+        chosen["DURATION"] = max(duration, round(frame / sample_rate + 0.005, 2))  # at least one frame
+        print("chosen from the folder (set them by hand to override): " + ", ".join(
+            f"{name.lower()}={value}" for name, value in chosen.items() if getattr(config, name) != value))
+    return SimpleNamespace(**{**vars(config), **chosen}), folder_stats
+
+
+def settings_from_params(params):
+    """The preprocess.py settings that make spectrograms with ``params`` (e.g. a model's), as a dict."""
+    names = ["sample_rate", "duration", "frame_size", "hop_length", "top_db", "align_onsets", "onset_db",
+             "pre_roll", "fade_out"]
+    return {name.upper(): params[name] for name in names}
 
 
 # --- helpers -----------------------------------------------------------------
 
-_worker_pipeline, _worker_todo = None, None
+def worker_start_method():
+    """How preprocessing starts its worker processes: "fork" on Linux, "spawn" elsewhere.
+
+    A forked worker starts at once with everything this process has loaded
+    (librosa, the resampler: see ``warm_up``). Windows has no fork, and on macOS
+    a process forked after system libraries have started threads may crash, so
+    there each worker starts a fresh Python and gets a pickled copy of the
+    pipeline. Tests replace this function to try either on Linux.
+    """
+    return "fork" if sys.platform.startswith("linux") else "spawn"
 
 
-def _init_worker(pipeline, todo):
-    global _worker_pipeline, _worker_todo
-    _worker_pipeline, _worker_todo = pipeline, todo
+_worker_pipeline, _worker_todo, _worker_begun = None, None, None
 
 
-def _process_chunk_in_worker(chunk):
+def _init_worker(pipeline, todo, begun):
+    global _worker_pipeline, _worker_todo, _worker_begun
+    _worker_pipeline, _worker_todo, _worker_begun = pipeline, todo, begun
+
+
+def _process_chunk_in_worker(number, chunk):
+    _worker_begun[number] = 1  # so that the main process knows the files of a worker that dies
     return _worker_pipeline.process_files(_worker_todo[chunk])
 
 
@@ -633,7 +870,7 @@ def write_demo_set(audio_dir, config):
     print(f"{audio_dir} is empty: writing the built-in demo drum set there "
           f"({config.DEMO_CLIPS_PER_CLASS} clips per class)")
     return write_demo_drums(audio_dir, clips_per_class=config.DEMO_CLIPS_PER_CLASS,
-                            sample_rate=config.SAMPLE_RATE, seed=config.SEED)
+                            sample_rate=config.SAMPLE_RATE or FALLBACK_SAMPLE_RATE, seed=config.SEED)
 
 
 def _skipped_text(skipped, limit=20):
@@ -646,12 +883,21 @@ def _skipped_text(skipped, limit=20):
 def validate(config):
     """Refuse settings that cannot work, with a message that says why."""
     checks = [
-        (config.SAMPLE_RATE >= 1000, f"SAMPLE_RATE must be at least 1000 Hz, got {config.SAMPLE_RATE}"),
-        (config.DURATION > 0, f"DURATION must be positive (seconds), got {config.DURATION}"),
-        (config.FRAME_SIZE >= 16 and config.FRAME_SIZE % 2 == 0,
-         f"FRAME_SIZE must be an even number of samples >= 16, got {config.FRAME_SIZE}"),
-        (0 < config.HOP_LENGTH <= config.FRAME_SIZE,
-         f"HOP_LENGTH must be between 1 and FRAME_SIZE={config.FRAME_SIZE}, got {config.HOP_LENGTH}"),
+        (config.SAMPLE_RATE == 0 or config.SAMPLE_RATE >= 1000,
+         f"SAMPLE_RATE must be at least 1000 Hz (or 0: the folder's), got {config.SAMPLE_RATE}"),
+        (config.DURATION >= 0, f"DURATION must be positive (seconds; 0: chosen from the folder), got {config.DURATION}"),
+        (config.MAX_DURATION > 0, f"MAX_DURATION must be positive (seconds), got {config.MAX_DURATION}"),
+        (0 < config.AUDIBLE_QUANTILE <= 1, f"AUDIBLE_QUANTILE must be in (0, 1], got {config.AUDIBLE_QUANTILE}"),
+        (config.AUDIBLE_DB < 0 and config.ONSET_DB < 0,
+         f"AUDIBLE_DB and ONSET_DB must be negative (dB below the peak), got {config.AUDIBLE_DB} and {config.ONSET_DB}"),
+        (config.PRE_ROLL >= 0 and config.FADE_OUT >= 0,
+         f"PRE_ROLL and FADE_OUT must be 0 or more seconds, got {config.PRE_ROLL} and {config.FADE_OUT}"),
+        (config.FRAME_SIZE == 0 or (config.FRAME_SIZE >= 16 and config.FRAME_SIZE % 2 == 0),
+         f"FRAME_SIZE must be an even number of samples >= 16 (or 0: from FRAME_MS), got {config.FRAME_SIZE}"),
+        (config.FRAME_MS > 0 and config.HOP_MS > 0, f"FRAME_MS and HOP_MS must be positive, got "
+                                                    f"{config.FRAME_MS} and {config.HOP_MS}"),
+        (config.HOP_LENGTH >= 0 and (not config.FRAME_SIZE or config.HOP_LENGTH <= config.FRAME_SIZE),
+         f"HOP_LENGTH must be between 1 and FRAME_SIZE={config.FRAME_SIZE} (or 0: from HOP_MS), got {config.HOP_LENGTH}"),
         (config.LONG_FILES in ("cut", "split"), f"LONG_FILES must be 'cut' or 'split', got {config.LONG_FILES!r}"),
         (config.MAX_CLIPS_PER_FILE >= 1, f"MAX_CLIPS_PER_FILE must be at least 1, got {config.MAX_CLIPS_PER_FILE}"),
         (config.TOP_DB > 0, f"TOP_DB must be positive, got {config.TOP_DB}"),
@@ -659,7 +905,8 @@ def validate(config):
         (config.BATCH_FILES >= 1, f"BATCH_FILES must be >= 1, got {config.BATCH_FILES}"),
     ]
     require(checks)
-    if config.DURATION * config.SAMPLE_RATE < config.FRAME_SIZE:
+    if config.SAMPLE_RATE and config.DURATION and config.FRAME_SIZE \
+            and config.DURATION * config.SAMPLE_RATE < config.FRAME_SIZE:
         raise PipelineError(f"DURATION={config.DURATION} s is shorter than one frame "
                             f"({config.FRAME_SIZE} samples at {config.SAMPLE_RATE} Hz)")
 

@@ -542,6 +542,62 @@ def spectral_convergence(magnitudes, signals, frame_size, hop_length):
 # ---------------------------------------------------------------------------
 
 
+def full_range(normalised):
+    """Stretch each spectrogram of a batch to span exactly [0, 1], as preprocessing makes every clip.
+
+    A decoder's output is a little blurred: its loudest bin stays below 1 and
+    its floor above 0. Undone with the clip's dB range as it is, the sound's
+    peak would then sit less than TOP_DB above its floor, and the noise floor
+    would rise by as much as the peak fell (heard as the "quiet noise" of an
+    unstretched model). A real clip's spectrogram is returned unchanged.
+    """
+    normalised = np.asarray(normalised, dtype=np.float32)
+    axes = tuple(range(1, normalised.ndim))
+    low = normalised.min(axis=axes, keepdims=True)
+    span = normalised.max(axis=axes, keepdims=True) - low
+    return np.where(span > 0, (normalised - low) / np.maximum(span, 1e-12), normalised)
+
+
+def finish_for_sampler(signal, sample_rate, peak_dbfs=-1.0, normalize=True, trim_db=-60.0, fade_seconds=0.01):
+    """Make a decoded sound ready for a sampler: no DC offset, no trailing silence, a short fade, a set peak.
+
+    Parameters
+    ----------
+    signal : numpy.ndarray
+        Mono float signal.
+    sample_rate : int
+        Hz, for the fade length.
+    peak_dbfs : float
+        The peak level, dBFS. With ``normalize`` every sound is brought to it;
+        without, louder sounds are only turned down to it (never clipped).
+    trim_db : float
+        Samples after the last one within this many dB of the peak are cut off.
+    fade_seconds : float
+        A raised-cosine fade over the last samples kept, so the end never clicks.
+
+    Returns
+    -------
+    numpy.ndarray
+        float32; silence stays silence (all zeros).
+    """
+    signal = np.asarray(signal, dtype=np.float64)
+    signal = signal - signal.mean() if len(signal) else signal
+    peak = float(np.max(np.abs(signal))) if len(signal) else 0.0
+    if peak <= 0:
+        return np.zeros(len(signal), dtype=np.float32)
+    loud = np.flatnonzero(np.abs(signal) >= peak * 10 ** (trim_db / 20))
+    fade = min(int(round(fade_seconds * sample_rate)), len(signal))
+    end = min(len(signal), int(loud[-1]) + 1 + fade)  # the fade runs over what lies below trim_db
+    signal = signal[:end].copy()
+    if fade:
+        signal[-fade:] *= 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
+    peak = float(np.max(np.abs(signal)))
+    target = 10 ** (peak_dbfs / 20)
+    if normalize or peak > target:
+        signal *= target / peak
+    return signal.astype(np.float32)
+
+
 def _is_integer(value):
     # bool is an int in Python, but True is not a sensible frame size.
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
@@ -714,11 +770,13 @@ class SoundGenerator:
             trailing axis of 1 (the model's output).
         min_values, max_values : float or array_like
             Each clip's dB minimum and maximum stored in preprocessing.
+            A decoded spectrogram is first stretched to span [0, 1], as every
+            training spectrogram does (see ``full_range``).
 
         Returns
         -------
         numpy.ndarray
             float32 audio (batch, (T - 1) * hop_length).
         """
-        spectrogram_db = self.denormalise(normalised, min_values, max_values)
+        spectrogram_db = self.denormalise(full_range(normalised), min_values, max_values)
         return self.magnitude_to_audio(self.db_to_magnitude(spectrogram_db))

@@ -31,11 +31,13 @@ from fileio import atomic_write, file_sha256, read_json, write_json
 SPECTROGRAMS_DIR = "data/spectrograms"
 MODEL_DIR = "models/vae"
 # model
-CONV_FILTERS = [16, 32, 64, 128, 128]   # encoder, from the input down
+CONV_FILTERS = [8, 16, 32, 64, 128]     # encoder, from the input down (measured: README, "Defaults")
 DECODER_FILTERS = []                    # decoder, before its 1-channel output; [] = mirror the encoder
 CONV_KERNELS = [3, 3, 3, 3, 3]
 CONV_STRIDES = [2, 2, 2, 2, 2]          # an int or [frequency, time] per layer
 LATENT_SPACE_DIM = 32
+NORMALIZATION = "none"                  # after each convolution: "none", "group" or "batch" (the tutorial's; its statistics
+                                        # lag behind on small folders, measured: README, "Defaults")
 CONDITIONAL = False                     # True: learn one sound class per label (sub-folder or file name)
 LATENT_CLASSIFIER_WEIGHT = 100.0        # labels known: a classifier on the latent organises it by class; 0 = off
 # loss = RECONSTRUCTION_LOSS_WEIGHT * MSE + KL_WEIGHT * KL
@@ -57,6 +59,9 @@ RESUME = True                           # continue an interrupted run of the sam
 VERBOSE = 1                             # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 
 TRAINING_FORMAT_VERSION: Final = 1
+# The counters of ReduceLROnPlateau and EarlyStopping that a resumed run must continue from.
+SCHEDULE_FIELDS: Final = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch")
+INTEGER_FIELDS: Final = ("wait", "cooldown_counter", "stopped_epoch", "best_epoch")
 
 
 class SpectrogramReader:
@@ -113,7 +118,7 @@ def split_clips(clips, fraction, seed):
     return train, validation
 
 
-def make_dataset(reader, indices, labels, batch_size, shuffle, seed, replicas=1):
+def make_dataset(reader, indices, labels, batch_size, shuffle, seed, replicas=1, first_epoch=0):
     """A ``tf.data`` pipeline that streams (spectrograms[, labels]) batches from disk, prefetched.
 
     A last batch smaller than ``replicas`` is left out: tf.distribute splits every
@@ -121,12 +126,15 @@ def make_dataset(reader, indices, labels, batch_size, shuffle, seed, replicas=1)
     """
     import tensorflow as tf
 
-    rng = np.random.default_rng(seed)
     bins, frames = reader.shape[1:]
     count = len(indices) // batch_size + (len(indices) % batch_size >= max(1, replicas))
+    epoch = [first_epoch]
 
     def batches():
-        order = rng.permutation(indices) if shuffle else np.asarray(indices)
+        # Each epoch's order depends only on the seed and the epoch number, so a resumed run
+        # sees the same batches as an uninterrupted one.
+        order = np.random.default_rng([seed, epoch[0]]).permutation(indices) if shuffle else np.asarray(indices)
+        epoch[0] += 1
         for start in range(0, count * batch_size, batch_size):
             batch = np.sort(order[start:start + batch_size])
             spectrograms = reader.read(batch)[..., np.newaxis]
@@ -184,6 +192,7 @@ def build_vae(config, input_shape, num_classes, latent_classes=0):
         num_classes=num_classes,
         latent_classes=latent_classes,
         latent_classifier_weight=config.LATENT_CLASSIFIER_WEIGHT if latent_classes else 0.0,
+        normalization=config.NORMALIZATION,
         seed=config.SEED,
     )
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate=config.LEARNING_RATE))
@@ -192,17 +201,10 @@ def build_vae(config, input_shape, num_classes, latent_classes=0):
 
 def fit_latent_prior(model_dir, reader, train_indices, clips, class_names):
     """Fit the best model's ``LatentPrior`` to its training clips and save it beside the model."""
-    from autoencoder import LATENT_PRIOR_FILE, MODEL_FILE, VAE, LatentPrior
+    from autoencoder import VAE, fit_latent_prior as fit, save_latent_prior
 
-    from plot_spectrograms import encode_clips
-
-    vae = VAE.load(model_dir)
-    indices = np.sort(np.asarray(train_indices))
-    means = encode_clips(vae, reader, indices)
-    labels = [class_names.index(clips[i]["label"]) for i in indices] if class_names else None
-    prior = LatentPrior.fit(means, labels, class_names)
-    write_json(Path(model_dir) / LATENT_PRIOR_FILE,
-               {**prior.to_json(), "model_sha256": file_sha256(Path(model_dir) / MODEL_FILE)})
+    prior = fit(VAE.load(model_dir), reader, clips, train_indices, class_names)
+    save_latent_prior(model_dir, prior)
     return prior
 
 
@@ -229,6 +231,8 @@ class TrainingCheckpoint:
         self.stopped_on_nan = None
         self.started = time.perf_counter()
         self.seconds_before = 0.0  # training time of the run this one resumes
+        self.schedules = {}        # name -> the learning-rate and early-stopping callbacks, saved with the state
+        self.schedule_states = {}  # their counters from the run this one resumes
 
     def resume_state(self):
         """(model path, state) of an interrupted run with the same settings, or None."""
@@ -241,6 +245,7 @@ class TrainingCheckpoint:
             return None
         self.history = state["history"]
         self.best = state["best"]
+        self.schedule_states = state.get("schedules", {})
         self.seconds_before = self.history[-1].get("seconds", 0.0) if self.history else 0.0
         return model_path, state
 
@@ -266,6 +271,25 @@ class TrainingCheckpoint:
 
         return _Callback()
 
+    def restorer(self):
+        """A callback, placed after the schedules, that gives them back their counters on resume.
+
+        Keras resets them in ``on_train_begin``, so this runs after that.
+        """
+        import keras
+
+        checkpoint = self
+
+        class _Restore(keras.callbacks.Callback):
+            def on_train_begin(self, logs=None):
+                for name, fields in checkpoint.schedule_states.items():
+                    callback = checkpoint.schedules.get(name)
+                    for field, value in fields.items():
+                        if callback is not None:
+                            setattr(callback, field, int(value) if field in INTEGER_FIELDS else value)
+
+        return _Restore()
+
     def on_epoch_end(self, model, epoch, logs, chief):
         logs = {name: float(value) for name, value in logs.items()}
         if self.stopped_on_nan or not all(math.isfinite(value) for value in logs.values()):
@@ -282,7 +306,10 @@ class TrainingCheckpoint:
             atomic_write(self.model_dir / "model.keras", model.save)
         atomic_write(self.state_dir / "last.keras", model.save)
         write_json(self.state_dir / "state.json", {
-            "epoch": epoch + 1, "best": self.best, "history": self.history, "run_settings": self.run_settings})
+            "epoch": epoch + 1, "best": self.best, "history": self.history, "run_settings": self.run_settings,
+            "schedules": {name: {field: float(getattr(callback, field)) for field in SCHEDULE_FIELDS
+                                 if hasattr(callback, field)}
+                          for name, callback in self.schedules.items()}})
         self.write_history()
 
     def write_history(self):
@@ -340,6 +367,7 @@ def validate(config):
 def main(argv=None):
     config = configure(globals(), argv)
     validate(config)
+    import autoencoder  # noqa: F401  (first of all: it refuses a Keras backend other than TensorFlow)
     from preprocess import load_spectrograms
 
     spectrograms, clips, params = load_spectrograms(config.SPECTROGRAMS_DIR)
@@ -416,18 +444,21 @@ def main(argv=None):
         })
 
     train_data = make_dataset(reader, train_indices, labels, global_batch, shuffle=True, seed=config.SEED,
-                              replicas=replicas)
+                              replicas=replicas, first_epoch=initial_epoch)
     validation_data = (make_dataset(reader, validation_indices, labels, global_batch, shuffle=False, seed=0,
                                     replicas=replicas)
                        if len(validation_indices) >= replicas else None)
     monitor = "val_loss" if validation_data is not None else "loss"
-    callbacks = [checkpoint.callback(chief),
-                 # Late in a long run a high rate can make training diverge (seen on FSDD
-                 # after ~70 epochs at 0.001); halving it on a plateau keeps it stable.
-                 keras.callbacks.ReduceLROnPlateau(monitor=monitor, factor=0.5, min_lr=1e-5,
-                                                   patience=config.LEARNING_RATE_PATIENCE, verbose=min(config.VERBOSE, 1))]
+    # Late in a long run a high rate can make training diverge (seen on FSDD
+    # after ~70 epochs at 0.001); halving it on a plateau keeps it stable.
+    checkpoint.schedules["reduce_lr"] = keras.callbacks.ReduceLROnPlateau(
+        monitor=monitor, factor=0.5, min_lr=1e-5, patience=config.LEARNING_RATE_PATIENCE,
+        verbose=min(config.VERBOSE, 1))
     if config.EARLY_STOPPING_PATIENCE > 0:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=config.EARLY_STOPPING_PATIENCE))
+        checkpoint.schedules["early_stopping"] = keras.callbacks.EarlyStopping(
+            monitor=monitor, patience=config.EARLY_STOPPING_PATIENCE)
+    # The checkpoint comes after the schedules, so that it saves their counters with this epoch counted.
+    callbacks = [*checkpoint.schedules.values(), checkpoint.callback(chief), checkpoint.restorer()]
     if config.MAX_MINUTES > 0:
         callbacks.append(time_limit_callback(config.MAX_MINUTES))
     print(f"training on {len(train_indices)} clips, validating on {len(validation_indices) if validation_data else 0}, "
@@ -440,9 +471,12 @@ def main(argv=None):
     seconds = time.perf_counter() - started
 
     if chief and not config.CONDITIONAL and (model_dir / "model.keras").exists() and len(train_indices):
-        fit_latent_prior(model_dir, reader, train_indices, clips, class_names)
-        print(f"fitted the latent prior for new sounds ({len(class_names) or 'one'} Gaussian"
-              f"{'s, one per class' if class_names else ''}) to the training clips")
+        try:
+            fit_latent_prior(model_dir, reader, train_indices, clips, class_names)
+            print(f"fitted the latent prior for new sounds ({len(class_names) or 'one'} Gaussian"
+                  f"{'s, one per class' if class_names else ''}) to the training clips")
+        except ValueError as error:  # NaN latents: a diverged model or damaged spectrograms
+            print(f"\nwarning: no latent prior was fitted ({error})")
     if checkpoint.stopped_on_nan:
         print(f"\nerror: the loss became NaN or infinite in epoch {checkpoint.stopped_on_nan}; training stopped. "
               f"The last good model is kept in {model_dir}/model.keras. Try a lower --learning_rate.")

@@ -351,13 +351,21 @@ def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them
     # Class names work as morph ends of this unconditional model: the mean latent of each class's clips.
     written = run_generate(tmp_path, tmp_path / "morph", "--morph_from=kick", "--morph_to=snare", "--morph_steps=3")
     assert [path.name for path in written["morph"]] == ["morph_00.wav", "morph_01.wav", "morph_02.wav"]
-    # A prior fitted for another model.keras is not used: N(0, I) again, and no classes to ask for.
-    prior_file["model_sha256"] = "0" * 64
-    (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(prior_file))
+    # A prior fitted for another model.keras is not used: it is fitted again for this one.
+    stale = {**prior_file, "model_sha256": "0" * 64, "means": (np.array(prior_file["means"]) + 100).tolist()}
+    (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(stale))
+    written = run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
+    assert [path.name for path in written["generated"]] == ["generated_snare_000.wav", "generated_snare_001.wav"]
+    refitted = json.loads((tmp_path / "model" / "latent_prior.json").read_text())
+    assert refitted["model_sha256"] == prior_file["model_sha256"]
+    np.testing.assert_allclose(refitted["means"], prior_file["means"], atol=1e-5)
+    # Without the training clips it cannot be fitted: N(0, I) again, and no classes to ask for.
+    (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(stale))
+    missing = [f"--spectrograms_dir={tmp_path / 'nothing'}", "--num_reconstructed=0"]
     with pytest.raises(PipelineError, match="--label=snare: this model draws the sounds of one class from its "
                                             "fitted latent prior, which cannot be used here"):
-        run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
-    written = run_generate(tmp_path, tmp_path / "out2", "--num_generated=2")
+        run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare", *missing)
+    written = run_generate(tmp_path, tmp_path / "out2", "--num_generated=2", *missing)
     assert [path.name for path in written["generated"]] == ["generated_000.wav", "generated_001.wav"]
 
 

@@ -1,6 +1,8 @@
 """Preprocessing: loading any format, spectrogram shape and dB range, normalisation, saving."""
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -116,7 +118,9 @@ def test_pipeline_writes_spectrograms_min_max_and_parameters(audio_folder, tmp_p
     report = run_preprocess(audio_folder, tmp_path / "spectrograms")
     spectrograms, clips, params = load_spectrograms(tmp_path / "spectrograms")
     assert report["clips_written"] == 6
-    assert spectrograms.shape == (6, params["n_bins"], params["n_frames"]) == (6, 256, 64)
+    # Chosen from the folder: 22050 Hz files; 0.5 s tones that ring to their end, plus the 5 ms pre-roll.
+    assert (params["sample_rate"], params["duration"], params["frame_size"]) == (22050, 0.51, 512)
+    assert spectrograms.shape == (6, params["n_bins"], params["n_frames"]) == (6, 256, 1 + 11246 // 256)
     assert spectrograms.min() >= 0.0 and spectrograms.max() <= 1.0
     assert {clip["label"] for clip in clips} == {"low", "high"}
     assert all(clip["max"] - clip["min"] == pytest.approx(80.0, abs=1e-2) for clip in clips)
@@ -142,6 +146,46 @@ def test_parallel_and_serial_runs_write_identical_arrays(audio_folder, tmp_path)
     serial = np.load(tmp_path / "serial" / "spectrograms.npy")
     parallel = np.load(tmp_path / "parallel" / "spectrograms.npy")
     np.testing.assert_array_equal(serial, parallel)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="fork, the start method to compare with, is Linux's")
+def test_spawned_and_forked_workers_and_one_process_write_identical_files(audio_folder, tmp_path, monkeypatch):
+    written = {}
+    for start_method, workers in [("spawn", 2), ("fork", 2), ("fork", 1)]:
+        monkeypatch.setattr(preprocess, "worker_start_method", lambda: start_method)
+        out = tmp_path / f"{start_method}_{workers}"
+        run_preprocess(audio_folder, out, f"--num_workers={workers}")
+        written[start_method, workers] = [(out / name).read_bytes() for name in ("spectrograms.npy", "clips.json")]
+    assert written["spawn", 2] == written["fork", 2] == written["fork", 1]
+
+
+def test_workers_start_by_fork_on_linux_only():
+    assert preprocess.worker_start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_slots_are_written_and_read_the_same_without_pwrite_and_pread(audio_folder, tmp_path, monkeypatch, workers):
+    """As on Windows, which has neither; forked workers inherit the missing functions."""
+    monkeypatch.setattr(preprocess, "FLUSH_EVERY", 2)
+    run_preprocess(audio_folder, tmp_path / "positional", f"--num_workers={workers}", "--batch_files=1")
+    monkeypatch.delattr(os, "pwrite")
+    monkeypatch.delattr(os, "pread")
+    run_preprocess(audio_folder, tmp_path / "seek", f"--num_workers={workers}", "--batch_files=1")
+    for name in ("spectrograms.npy", "clips.json"):
+        assert (tmp_path / "seek" / name).read_bytes() == (tmp_path / "positional" / name).read_bytes(), name
+
+
+def test_flush_falls_back_to_fsync_without_fdatasync(tmp_path, monkeypatch):
+    """As on macOS, which has no fdatasync."""
+    saver = preprocess.Saver(tmp_path / "spectrograms")
+    saver.begin(n_bins=4, n_frames=3, capacity=2)
+    synced = []
+    monkeypatch.delattr(os, "fdatasync", raising=False)
+    monkeypatch.setattr(os, "fsync", synced.append)
+    saver.flush()
+    assert synced == [saver.scratch.fileno()]
+    monkeypatch.undo()
+    saver.close()
 
 
 def test_bad_files_are_skipped_and_reported_by_name(audio_folder, tmp_path):
@@ -173,7 +217,7 @@ def test_rerun_reuses_unchanged_files_and_detects_changed_parameters(audio_folde
     assert changed_hop["parameters_changed"] == ["hop_length", "n_frames"]
     assert changed_hop["files_processed"] == 6
     _, _, params = load_spectrograms(tmp_path / "spectrograms")
-    assert params["n_frames"] == 1 + 16317 // 128
+    assert params["n_frames"] == 1 + 11246 // 128
 
 
 def test_a_run_that_finds_nothing_usable_refuses_and_keeps_the_old_spectrograms(audio_folder, tmp_path):
@@ -260,3 +304,62 @@ def test_clips_index_is_json_with_one_clip_per_line(audio_folder, tmp_path):
     assert lines[0] == "[" and lines[-1] == "]"
     assert [json.loads(line.strip().rstrip(",")) for line in lines[1:-1]] == clips
     assert len(clips) == 6 and {"id", "file", "key", "label", "min", "max"} <= set(clips[0])
+
+
+def ringing_hit(seconds_to_60_db, sample_rate, total_seconds, delay=0.0, frequency=200.0):
+    """A decaying sine that falls 60 dB in ``seconds_to_60_db``, after ``delay`` s of silence."""
+    t = np.arange(int(total_seconds * sample_rate)) / sample_rate
+    hit = 0.5 * np.sin(2 * np.pi * frequency * t) * 10 ** (-3 * t / seconds_to_60_db)
+    return np.concatenate([np.zeros(int(delay * sample_rate)), hit]).astype(np.float32)
+
+
+def test_settings_left_at_zero_follow_the_folder_and_are_printed(tmp_path, capsys):
+    folder = tmp_path / "audio"
+    (folder / "tom").mkdir(parents=True)
+    for number, ring in enumerate([0.4, 0.6, 0.8, 1.0, 1.2]):  # four at 44.1 kHz, one at 22.05 kHz
+        rate = 22050 if number == 0 else 44100
+        sf.write(folder / "tom" / f"tom_{number}.flac", ringing_hit(ring, rate, 3.0), rate, subtype="PCM_24")
+    run_preprocess(folder, tmp_path / "spectrograms")
+    _, _, params = load_spectrograms(tmp_path / "spectrograms")
+    assert params["sample_rate"] == 44100                       # the most common rate: the full band kept
+    assert (params["frame_size"], params["hop_length"]) == (1024, 512)  # 23.2 and 11.6 ms at 44.1 kHz
+    assert params["duration"] == pytest.approx(np.quantile([0.4, 0.6, 0.8, 1.0, 1.2], 0.8) + 0.005, abs=0.02)
+    assert "chosen from the folder" in capsys.readouterr().out
+    stats = json.loads((tmp_path / "spectrograms" / "folder.json").read_text())
+    assert sorted(rate for rate, _ in stats["files"].values()) == [22050, 44100, 44100, 44100, 44100]
+
+
+def test_the_chosen_duration_is_capped_and_settings_set_by_hand_win(tmp_path):
+    folder = tmp_path / "audio"
+    folder.mkdir()
+    for number in range(3):
+        sf.write(folder / f"crash_{number}.wav", ringing_hit(8.0, 16000, 9.0), 16000)
+    run_preprocess(folder, tmp_path / "capped", "--max_duration=1.5")
+    _, _, params = load_spectrograms(tmp_path / "capped")
+    assert params["duration"] == 1.5 and params["sample_rate"] == 16000
+    run_preprocess(folder, tmp_path / "by_hand", "--sample_rate=8000", "--duration=0.5", "--frame_size=256",
+                   "--hop_length=64")
+    _, _, params = load_spectrograms(tmp_path / "by_hand")
+    assert [params[name] for name in ("sample_rate", "duration", "frame_size", "hop_length")] == [8000, 0.5, 256, 64]
+
+
+def test_a_sound_longer_than_the_clip_is_faded_out_not_cut_with_a_click():
+    signal = np.full(1000, 0.5, dtype=np.float32)
+    faded = Padder(400, fade_samples=100).fix_length(signal)
+    assert len(faded) == 400
+    np.testing.assert_array_equal(faded[:300], 0.5)
+    assert faded[-1] == pytest.approx(0.0, abs=1e-6)
+    assert np.all(np.diff(faded[300:]) <= 0)          # a smooth, monotonic fade
+    np.testing.assert_array_equal(Padder(400, fade_samples=100).fix_length(signal[:300])[300:], 0.0)  # padded, not faded
+
+
+def test_every_clip_starts_at_its_attack():
+    rate = 8000
+    late = ringing_hit(0.3, rate, 0.5, delay=0.25)
+    params = {"sample_rate": rate, "num_samples": 2400, "align_onsets": True, "onset_db": -40.0, "pre_roll": 0.005,
+              "fade_out": 0.05, "long_files": "cut", "max_clips_per_file": 1}
+    clip = preprocess.clips_of_signal(late, params)[0]
+    attack = int(np.argmax(np.abs(clip) >= 0.01 * np.abs(clip).max()))
+    assert attack == pytest.approx(0.005 * rate, abs=2)  # the pre-roll, not 0.25 s of silence
+    unaligned = preprocess.clips_of_signal(late, {**params, "align_onsets": False})[0]
+    assert np.max(np.abs(unaligned[:int(0.24 * rate)])) == 0.0

@@ -265,3 +265,35 @@ def test_min_values_of_wrong_length_raise_value_error():
     normalised = np.zeros((3, FRAME_SIZE // 2, 8))
     with pytest.raises(ValueError, match="min_values"):
         generator.denormalise(normalised, np.zeros(2), np.ones(3))
+
+
+def test_sounds_are_finished_for_a_sampler_no_dc_trimmed_faded_at_the_peak():
+    from soundgenerator import finish_for_sampler
+
+    rate = 8000
+    t = np.arange(rate) / rate
+    hit = np.where(t < 0.5, 0.05 * np.sin(2 * np.pi * 300 * t) * np.exp(-6 * t), 0.0) + 0.02  # DC, then silence
+    finished = finish_for_sampler(hit, rate, peak_dbfs=-1.0, trim_db=-60.0, fade_seconds=0.01)
+    assert 20 * np.log10(np.max(np.abs(finished))) == pytest.approx(-1.0, abs=1e-3)
+    assert abs(float(np.mean(finished[: int(0.4 * rate)]))) < 0.02    # the offset is gone
+    assert 0.45 * rate < len(finished) < 0.52 * rate                   # the silent half second is trimmed
+    assert abs(finished[-1]) < 1e-4                                   # and the end is faded
+    quiet = finish_for_sampler(0.01 * np.sin(2 * np.pi * 300 * t), rate, normalize=False)
+    assert np.max(np.abs(quiet)) == pytest.approx(0.01, rel=1e-3)      # only turned down, never up
+    np.testing.assert_array_equal(finish_for_sampler(np.zeros(100), rate), np.zeros(100))
+
+
+def test_a_blurred_decoded_spectrogram_is_stretched_to_the_full_range_of_a_training_clip():
+    from soundgenerator import full_range
+
+    rng = np.random.default_rng(0)
+    real = rng.random((2, 8, 5)).astype(np.float32)
+    real = (real - real.min(axis=(1, 2), keepdims=True)) / np.ptp(real, axis=(1, 2), keepdims=True)
+    np.testing.assert_allclose(full_range(real), real, atol=1e-6)          # a real clip: unchanged
+    blurred = 0.05 + 0.6 * real                                            # peak 0.65, floor 0.05
+    np.testing.assert_allclose(full_range(blurred), real, atol=1e-5)
+    np.testing.assert_allclose(full_range(np.full((1, 3, 3), 0.4)), 0.4, rtol=1e-6)  # flat: left alone
+    generator = SoundGenerator(8000, 16, 4, n_iter=4)
+    quiet = generator.convert_spectrograms_to_audio(blurred, -90.0, -10.0)
+    loud = generator.convert_spectrograms_to_audio(real, -90.0, -10.0)
+    np.testing.assert_allclose(quiet, loud, atol=1e-6)  # the sound keeps the clip's dynamic range
