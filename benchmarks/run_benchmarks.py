@@ -6,8 +6,9 @@
 Measures, in one run on this machine:
 - preprocessing of FSDD (../shared/data/fsdd): files/s one file at a time, in batches, and in
   batches on all cores (five alternating rounds, medians);
-- training throughput (spectrograms/s) of the defaults and of the tutorial preset;
-- generation: 100 new sounds, decode + phase reconstruction + WAV writing;
+- training throughput (spectrograms/s) of the defaults and of the tutorial preset, both on the
+  geometry chosen for a real kit (44.1 kHz, 1.75 s: 512 x 151) and on the tutorial's (256 x 64);
+- generation: 100 new 1.75 s sounds at 44.1 kHz, decode + phase reconstruction + WAV writing;
 - peak memory (RSS) of train.py on a small and a 10x larger synthetic dataset;
 - training throughput of the defaults in float32 and in mixed bfloat16 precision.
 """
@@ -24,6 +25,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from configurator import PRESETS, configure  # noqa: E402
 
@@ -32,6 +34,12 @@ RESULTS = ROOT / "benchmarks" / "results" / "speed.json"
 TRAINING_STEPS = 20            # timed steps per model, after a warm-up epoch
 MEMORY_CLIPS = 400             # the small dataset; the large one is 10x
 PREPROCESSING_ROUNDS = 5       # rounds of the three preprocessing modes; median ratios are reported
+# Spectrogram geometries, as preprocess.py chooses them for these folders (a real kit at 44.1 kHz, FSDD at
+# 8 kHz), and the tutorial's (FSDD resampled to 22050 Hz). Both models are timed on the same geometry.
+GEOMETRIES = {
+    "kit_44k": ["--sample_rate=44100", "--duration=1.75", "--frame_size=1024", "--hop_length=512"],
+    "tutorial_22k": ["--sample_rate=22050", "--duration=0.74", "--frame_size=512", "--hop_length=256"],
+}
 
 
 def preprocessing():
@@ -84,14 +92,18 @@ def spectrogram_shape(settings):
 
 
 def training_throughput(configurations=(("defaults", []), ("tutorial", ["--preset=tutorial"]))):
-    """Spectrograms/s of a training step, defaults vs the tutorial preset, same data path."""
+    """Spectrograms/s of a training step, defaults vs the tutorial preset, on each geometry in turn."""
+    return {geometry: _throughput(configurations, argv) for geometry, argv in GEOMETRIES.items()}
+
+
+def _throughput(configurations, geometry):
     import preprocess
     import train
 
     figures = {}
     for name, argv in configurations:
         config = configure(vars(train), argv)
-        data_settings = vars(configure(vars(preprocess), argv))
+        data_settings = vars(configure(vars(preprocess), geometry))
         bins, frames = spectrogram_shape(data_settings)
         count = config.BATCH_SIZE * TRAINING_STEPS
         with tempfile.TemporaryDirectory() as out:
@@ -118,7 +130,7 @@ def _throughput_child(policy):
     import keras
 
     keras.mixed_precision.set_global_policy(policy)
-    print(json.dumps(training_throughput((("defaults", []),))["defaults"]))
+    print(json.dumps(_throughput((("defaults", []),), GEOMETRIES["kit_44k"])["defaults"]))
 
 
 def mixed_precision():
@@ -142,7 +154,7 @@ def generation(count=100):
     from soundgenerator import SoundGenerator
 
     config = configure(vars(train), [])
-    data_settings = vars(configure(vars(preprocess), []))
+    data_settings = vars(configure(vars(preprocess), GEOMETRIES["kit_44k"]))
     bins, frames = spectrogram_shape(data_settings)
     defaults = vars(configure(vars(generate), []))
     with tempfile.TemporaryDirectory() as out:
@@ -156,7 +168,8 @@ def generation(count=100):
                                    momentum=defaults["GRIFFIN_LIM_MOMENTUM"])
         signals = generator.convert_spectrograms_to_audio(spectrograms, -60.0, 20.0)
         inverted = time.perf_counter()
-        generate.write_wavs(signals, [f"s{i}" for i in range(count)], out, data_settings["SAMPLE_RATE"], -1.0)
+        generate.write_wavs(signals, [f"s{i}" for i in range(count)], out, data_settings["SAMPLE_RATE"],
+                            configure(vars(generate), []))
         written = time.perf_counter()
     return {"sounds": count, "seconds": round(written - started, 2),
             "decode_seconds": round(decoded - started, 2), "phase_reconstruction_seconds": round(inverted - decoded, 2),
@@ -197,7 +210,7 @@ def training_memory():
     """Peak RSS of train.py for MEMORY_CLIPS and 10x as many clips."""
     import preprocess
 
-    config = configure(vars(preprocess), [])
+    config = configure(vars(preprocess), GEOMETRIES["kit_44k"])
     pipeline = preprocess.PreprocessingPipeline(config)
     params = pipeline.params
     figures = {}
@@ -227,7 +240,9 @@ def main(argv):
         return _throughput_child(argv[1])
     only = [arg.split("=", 1)[1] for arg in argv if arg.startswith("--only=")]
     names = only[0].split(",") if only else list(BENCHMARKS)
-    results = {"machine": {"cpus": os.cpu_count()}, "tutorial_preset": PRESETS["tutorial"]}
+    from real_kit import cpu_name
+
+    results = {"machine": {"cpus": os.cpu_count(), "cpu": cpu_name()}, "tutorial_preset": PRESETS["tutorial"]}
     for name in names:
         print(f"running {name} ...", file=sys.stderr)
         results[name] = BENCHMARKS[name]()
