@@ -62,3 +62,27 @@ def tiny_project(root, epochs, *train_args):
     preprocess.main(preprocess_args(root / "audio", root / "spectrograms"))
     return train.main([f"--spectrograms_dir={root / 'spectrograms'}", f"--model_dir={root / 'model'}",
                        f"--epochs={epochs}", "--validation_fraction=0.2", *TINY_MODEL, *train_args])
+
+
+# Trained once per test session and shared: tests that change the folder copy it first (copy_project).
+@pytest.fixture(scope="session")
+def labelled_project(tmp_path_factory):
+    """(root, history): a tiny unconditional model with its latent classifier, trained on 20 labelled clips."""
+    root = tmp_path_factory.mktemp("labelled_project")
+    return root, tiny_project(root, 8, "--learning_rate=0.005")
+
+
+@pytest.fixture(scope="session")
+def conditional_project(tmp_path_factory):
+    """root of a tiny class-conditional model trained for a few epochs on 20 drum clips (5 class folders x 4)."""
+    root = tmp_path_factory.mktemp("conditional_project")
+    tiny_project(root, 4, "--conditional=true")
+    return root
+
+
+def copy_project(root, destination):
+    """A private copy of a shared tiny project, for a test that changes its files."""
+    import shutil
+
+    shutil.copytree(root, destination, symlinks=True)
+    return destination

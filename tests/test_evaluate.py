@@ -7,7 +7,6 @@ import pytest
 
 import evaluate
 import preprocess
-from conftest import tiny_project
 
 
 def test_log_spectral_distance_uses_each_clips_own_db_range():
@@ -35,11 +34,12 @@ def test_nearest_neighbour_accuracy_is_one_for_separated_classes_and_low_for_shu
 
 
 @pytest.mark.slow
-def test_evaluate_reports_every_figure_for_a_trained_model(tmp_path):
-    tiny_project(tmp_path, 8, "--learning_rate=0.005")  # enough to learn more than the average clip
-    results = evaluate.main([f"--model_dir={tmp_path / 'model'}", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
-                             "--num_prior_samples=6", "--griffin_lim_iterations=16"])
-    saved = json.loads((tmp_path / "model" / "evaluation.json").read_text())
+def test_evaluate_reports_every_figure_for_a_trained_model(tmp_path, labelled_project):
+    root, _ = labelled_project
+    results = evaluate.main([f"--model_dir={root / 'model'}", f"--spectrograms_dir={root / 'spectrograms'}",
+                             "--num_prior_samples=6", "--griffin_lim_iterations=16",
+                             f"--evaluation_json={tmp_path / 'evaluation.json'}"])
+    saved = json.loads((tmp_path / "evaluation.json").read_text())
     assert saved["held_out_clips"] == results["held_out_clips"] >= 1
     reconstruction = saved["reconstruction"]
     assert 0 < reconstruction["normalised_mse"] < 0.25
@@ -57,17 +57,17 @@ def test_evaluate_reports_every_figure_for_a_trained_model(tmp_path):
 
 
 @pytest.mark.slow
-def test_evaluate_scores_latent_labels_on_a_held_out_audio_folder(tmp_path):
-    tiny_project(tmp_path, 2)
-    results = evaluate.main([f"--model_dir={tmp_path / 'model'}", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
-                             f"--audio_dir={tmp_path / 'audio'}", "--num_prior_samples=4",
-                             "--griffin_lim_iterations=4"])
+def test_evaluate_scores_latent_labels_on_a_held_out_audio_folder(tmp_path, labelled_project):
+    root, _ = labelled_project
+    results = evaluate.main([f"--model_dir={root / 'model'}", f"--spectrograms_dir={root / 'spectrograms'}",
+                             f"--audio_dir={root / 'audio'}", "--num_prior_samples=4",
+                             "--griffin_lim_iterations=4", f"--evaluation_json={tmp_path / 'evaluation.json'}"])
     assert results["held_out_clips"] == 20  # every file of the folder, preprocessed with the model's parameters
     assert results["label_classes"] == 5
     from autoencoder import VAE
 
-    spectrograms, clips, _ = preprocess.load_spectrograms(tmp_path / "spectrograms")  # the same 20 files
-    means, _ = VAE.load(tmp_path / "model").encode(spectrograms)
+    spectrograms, clips, _ = preprocess.load_spectrograms(root / "spectrograms")  # the same 20 files
+    means, _ = VAE.load(root / "model").encode(spectrograms)
     expected = evaluate.nearest_neighbour_accuracy(means, [clip["label"] for clip in clips])
     assert results["latent_1nn_label_accuracy"] == pytest.approx(expected, abs=1e-6)
     assert results["chance_accuracy"] == pytest.approx(0.2)

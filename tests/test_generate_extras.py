@@ -10,17 +10,16 @@ import soundfile as sf
 import generate
 import preprocess
 from configurator import PipelineError
-from conftest import DURATION, SAMPLE_RATE, tiny_project
+from conftest import DURATION, SAMPLE_RATE, copy_project, tiny_project
 from data.synthesize_drums import DRUM_CLASSES
 
 CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, snare, tom
 
 
 @pytest.fixture(scope="module")
-def conditional(tmp_path_factory):
-    """A tiny class-conditional model trained for a few epochs on 20 drum clips (5 class folders x 4)."""
-    root = tmp_path_factory.mktemp("conditional")
-    tiny_project(root, 4, "--conditional=true")
+def conditional(conditional_project):
+    """The session's tiny class-conditional model (20 drum clips, 5 class folders x 4), loaded."""
+    root = conditional_project
     vae, params, training = generate.load_model_folder(root / "model")
     return root, vae, params, training
 
@@ -327,45 +326,65 @@ def test_the_listening_page_groups_sounds_by_class_and_pairs_originals_with_reco
 # --- a latent classifier (unconditional model organised by class) --------------------------
 
 @pytest.mark.slow
-def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them(tmp_path):
+def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them(labelled_project):
     import csv
 
-    history = tiny_project(tmp_path, 3, "--latent_classifier_weight=5")
-    training = json.loads((tmp_path / "model" / "training.json").read_text())
+    root, history = labelled_project
+    training = json.loads((root / "model" / "training.json").read_text())
     assert training["latent_label_names"] == CLASSES and training["label_names"] == []
-    with open(tmp_path / "model" / "history.csv") as file:
+    with open(root / "model" / "history.csv") as file:
         rows = list(csv.DictReader(file))
-    assert len(rows) == 3 == len(history)
+    assert len(rows) == 8 == len(history)
     assert float(rows[0]["label_loss"]) > 0 and "val_label_loss" in rows[0]
-    vae, _, _ = generate.load_model_folder(tmp_path / "model")
+    vae, _, _ = generate.load_model_folder(root / "model")
     assert vae.latent_classes == len(CLASSES) and vae.num_classes == 0  # unconditional
-    spectrograms, clips, _ = preprocess.load_spectrograms(tmp_path / "spectrograms")
+    spectrograms, clips, _ = preprocess.load_spectrograms(root / "spectrograms")
     assert vae.classify(spectrograms).shape == (len(clips), len(CLASSES))
+
+
+@pytest.mark.slow
+def test_an_unconditional_model_generates_a_requested_class_from_its_fitted_prior(labelled_project, tmp_path):
+    root, _ = labelled_project
     # A Gaussian per class was fitted to the best model's latent means, for generation by class.
-    prior_file = json.loads((tmp_path / "model" / "latent_prior.json").read_text())
+    prior_file = json.loads((root / "model" / "latent_prior.json").read_text())
     assert prior_file["classes"] == CLASSES and len(prior_file["means"]) == len(CLASSES)
-    written = run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
+    written = run_generate(root, tmp_path / "out", "--num_generated=2", "--label=snare")
     assert [path.name for path in written["generated"]] == ["generated_snare_000.wav", "generated_snare_001.wav"]
     with pytest.raises(PipelineError, match=f"unknown label 'cowbell'; this model knows: {', '.join(CLASSES)}$"):
-        run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=cowbell")
-    # Class names work as morph ends of this unconditional model: the mean latent of each class's clips.
-    written = run_generate(tmp_path, tmp_path / "morph", "--morph_from=kick", "--morph_to=snare", "--morph_steps=3")
+        run_generate(root, tmp_path / "out", "--num_generated=2", "--label=cowbell")
+
+
+@pytest.mark.slow
+def test_class_names_are_morph_ends_of_an_unconditional_model(labelled_project, tmp_path):
+    root, _ = labelled_project
+    # The mean latent of each class's clips.
+    written = run_generate(root, tmp_path / "morph", "--morph_from=kick", "--morph_to=snare", "--morph_steps=3")
     assert [path.name for path in written["morph"]] == ["morph_00.wav", "morph_01.wav", "morph_02.wav"]
-    # A prior fitted for another model.keras is not used: it is fitted again for this one.
+
+
+@pytest.mark.slow
+def test_a_prior_fitted_for_another_model_is_fitted_again_for_this_one(labelled_project, tmp_path):
+    root = copy_project(labelled_project[0], tmp_path / "project")  # this test replaces the latent prior
+    prior_file = json.loads((root / "model" / "latent_prior.json").read_text())
     stale = {**prior_file, "model_sha256": "0" * 64, "means": (np.array(prior_file["means"]) + 100).tolist()}
-    (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(stale))
-    written = run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
+    (root / "model" / "latent_prior.json").write_text(json.dumps(stale))
+    written = run_generate(root, tmp_path / "out", "--num_generated=2", "--label=snare")
     assert [path.name for path in written["generated"]] == ["generated_snare_000.wav", "generated_snare_001.wav"]
-    refitted = json.loads((tmp_path / "model" / "latent_prior.json").read_text())
+    refitted = json.loads((root / "model" / "latent_prior.json").read_text())
     assert refitted["model_sha256"] == prior_file["model_sha256"]
     np.testing.assert_allclose(refitted["means"], prior_file["means"], atol=1e-5)
-    # Without the training clips it cannot be fitted: N(0, I) again, and no classes to ask for.
-    (tmp_path / "model" / "latent_prior.json").write_text(json.dumps(stale))
+
+
+@pytest.mark.slow
+def test_without_the_training_clips_a_stale_prior_gives_way_to_the_standard_normal(labelled_project, tmp_path):
+    root = copy_project(labelled_project[0], tmp_path / "project")
+    prior_file = json.loads((root / "model" / "latent_prior.json").read_text())
+    (root / "model" / "latent_prior.json").write_text(json.dumps({**prior_file, "model_sha256": "0" * 64}))
     missing = [f"--spectrograms_dir={tmp_path / 'nothing'}", "--num_reconstructed=0"]
     with pytest.raises(PipelineError, match="--label=snare: this model draws the sounds of one class from its "
                                             "fitted latent prior, which cannot be used here"):
-        run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare", *missing)
-    written = run_generate(tmp_path, tmp_path / "out2", "--num_generated=2", *missing)
+        run_generate(root, tmp_path / "out", "--num_generated=2", "--label=snare", *missing)
+    written = run_generate(root, tmp_path / "out2", "--num_generated=2", *missing)
     assert [path.name for path in written["generated"]] == ["generated_000.wav", "generated_001.wav"]
 
 

@@ -13,7 +13,7 @@ import pytest
 import soundfile as sf
 
 import generate
-from conftest import HOP_LENGTH, tiny_project
+from conftest import HOP_LENGTH
 
 CHROMIUM = Path("/usr/bin/chromium")
 
@@ -79,11 +79,10 @@ class LinkCollector(HTMLParser):
 
 
 @pytest.fixture(scope="module")
-def page(tmp_path_factory):
+def page(tmp_path_factory, conditional_project):
     """generate.py's output (4 generated, 3 reconstructed, a 5-step morph) from a tiny conditional model."""
-    root = tmp_path_factory.mktemp("page")
-    tiny_project(root, 2, "--conditional=true")
-    output = root / "samples"
+    root = conditional_project
+    output = tmp_path_factory.mktemp("page") / "samples"
     written = generate.main([f"--model_dir={root / 'model'}", f"--spectrograms_dir={root / 'spectrograms'}",
                              f"--output_dir={output}", "--num_generated=4", "--num_reconstructed=3",
                              "--griffin_lim_iterations=4", "--morph_from=kick",

@@ -25,11 +25,10 @@ from data.synthesize_drums import write_demo_drums
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """A tiny model trained for a few epochs on 20 drum clips (5 classes x 4)."""
-    root = tmp_path_factory.mktemp("pipeline")
-    return root, tiny_project(root, 4)
+@pytest.fixture
+def trained(labelled_project):
+    """The session's tiny model trained on 20 drum clips (5 classes x 4): (root, history)."""
+    return labelled_project
 
 
 def run_generate(root, output, *extra):
@@ -50,7 +49,7 @@ def test_training_writes_everything_generation_needs(trained):
     rows = (model_dir / "history.csv").read_text().splitlines()
     # Labelled drum folders: the latent classifier's label loss is trained and logged too.
     assert rows[0].split(",")[:5] == ["epoch", "kl_loss", "label_loss", "loss", "reconstruction_loss"]
-    assert len(rows) == 1 + 4 and [entry["epoch"] for entry in history] == [1, 2, 3, 4]
+    assert len(rows) == 1 + 8 and [entry["epoch"] for entry in history] == list(range(1, 9))
     assert history[-1]["loss"] < history[0]["loss"]
     training = json.loads((model_dir / "training.json").read_text())
     assert training["train_clips"] + training["validation_clips"] == 20
