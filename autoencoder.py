@@ -481,7 +481,8 @@ class LatentPrior:
         # The spread of clips around their own class mean, pooled over the classes: what a small class
         # is shrunk towards. (The spread of all clips would also hold the distances between the
         # classes, and a small class's samples would wander into the others.)
-        scatter = sum((members - members.mean(axis=0)).T @ (members - members.mean(axis=0)) for members in groups)
+        centred = [members - members.mean(axis=0) for members in groups]
+        scatter = sum(deviations.T @ deviations for deviations in centred)
         pooled = scatter / (len(latents) - len(groups)) if len(latents) > len(groups) else overall
         counts, means, covariances = [], [], []
         for members in groups:

@@ -98,13 +98,14 @@ def check_same_parameters(model_params, data_params, data_dir):
                             f"({details}). Run preprocess.py with the model's settings, or use the matching model.")
 
 
-def load_latent_prior(model_dir, vae=None, training=None, spectrograms_dir=None):
+def load_latent_prior(model_dir, model=None, spectrograms_dir=None):
     """The model's fitted ``LatentPrior``, or None (with the reason printed) when it has none that fits.
 
     When ``latent_prior.json`` is missing or was fitted for another ``model.keras``
     (training was interrupted by Ctrl-C, a kill or a time limit) and the model's
-    training clips are in ``spectrograms_dir``, the prior is fitted to them now
-    and saved, so every model can generate by class however its training ended.
+    training clips are in ``spectrograms_dir``, the prior of ``model`` (what
+    ``load_model_folder`` returns) is fitted to them now and saved, so every
+    model can generate by class however its training ended.
     """
     from autoencoder import LATENT_PRIOR_FILE, MODEL_FILE, LatentPrior
 
@@ -121,8 +122,8 @@ def load_latent_prior(model_dir, vae=None, training=None, spectrograms_dir=None)
         except (OSError, ValueError, KeyError, TypeError) as error:
             reason = f"cannot use {path} ({error})"
     prior = None
-    if vae is not None and training is not None and spectrograms_dir is not None:
-        prior = _fit_missing_prior(model_dir, vae, training, spectrograms_dir)
+    if model is not None and spectrograms_dir is not None:
+        prior = _fit_missing_prior(model_dir, *model, spectrograms_dir)
     if prior is None:
         print(f"note: {reason}: new sounds come from N(0, I)")
     else:
@@ -130,14 +131,14 @@ def load_latent_prior(model_dir, vae=None, training=None, spectrograms_dir=None)
     return prior
 
 
-def _fit_missing_prior(model_dir, vae, training, spectrograms_dir):
+def _fit_missing_prior(model_dir, vae, params, training, spectrograms_dir):
     """Fit and save the latent prior of ``vae`` to its training clips, or None when that cannot be done."""
     from autoencoder import fit_latent_prior, save_latent_prior
     from preprocess import load_spectrograms
 
     try:
         data, clips, data_params = load_spectrograms(spectrograms_dir)
-        check_same_parameters(read_json(Path(model_dir) / "params.json"), data_params, spectrograms_dir)
+        check_same_parameters(params, data_params, spectrograms_dir)
     except PipelineError as error:
         print(f"note: cannot fit the latent prior now: {error}")
         return None
@@ -776,7 +777,7 @@ def main(argv=None):
     # Brand-new sounds from the prior, given the training set's typical level.
     prior = None
     if config.NUM_GENERATED and config.PRIOR == "fitted" and not vae.num_classes:
-        prior = load_latent_prior(config.MODEL_DIR, vae, training, config.SPECTROGRAMS_DIR)
+        prior = load_latent_prior(config.MODEL_DIR, (vae, params, training), config.SPECTROGRAMS_DIR)
     class_names = label_names or (prior.classes if prior else [])
     if config.NUM_GENERATED and config.LABEL and not class_names and model_classes(training):
         raise PipelineError(f"--label={config.LABEL}: this model draws the sounds of one class from its fitted "

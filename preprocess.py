@@ -31,6 +31,7 @@ import numpy as np
 
 from configurator import PipelineError, configure, require, run_script
 from fileio import atomic_write_all, json_writer, printable, read_json
+from soundgenerator import fade_out_curve
 
 # I/O
 AUDIO_DIR = "data/audio"                # searched recursively; filled with demo drums when empty
@@ -89,28 +90,9 @@ class Loader:
     def load(self, path):
         """Return the signal, or raise ValueError with the reason the file cannot be used."""
         import librosa
-        import soundfile as sf
 
-        if os.path.getsize(path) == 0:
-            raise ValueError("empty file (0 bytes)")
-        try:  # libsndfile: WAV (any bit depth, WAVE_EXTENSIBLE), FLAC, OGG, AIFF, MP3 and more
-            # As bytes on POSIX: soundfile cannot open a str name holding non-UTF-8 bytes.
-            name = os.fsencode(path) if os.name == "posix" else str(path)
-            with sf.SoundFile(name) as sound:
-                file_rate = sound.samplerate
-                if not FILE_RATE_RANGE[0] <= file_rate <= FILE_RATE_RANGE[1]:
-                    raise ValueError(f"damaged header: sample rate {file_rate} Hz")
-                frames = -1 if self.max_duration is None else int((self.max_duration + RESAMPLE_MARGIN) * file_rate)
-                signal = sound.read(frames, dtype="float32", always_2d=True)
-        except Exception as error:
-            message = _first_line(error).replace(f"Error opening {name!r}: ", "")
-            if "not a regular file" in message:  # what libsndfile says of some unknown formats
-                message = "format not recognised"
-            raise ValueError(f"unreadable audio ({message})") from None
-        if signal.size == 0:
-            raise ValueError("empty: no samples")
-        if not np.all(np.isfinite(signal)):
-            raise ValueError("contains NaN or infinite samples")
+        seconds = None if self.max_duration is None else self.max_duration + RESAMPLE_MARGIN
+        signal, file_rate = self.read(path, seconds)
         if signal.shape[1] == 1:
             signal = signal[:, 0]
         else:  # in float64, so that loud float files cannot overflow
@@ -123,6 +105,36 @@ class Loader:
             signal = librosa.resample(signal, orig_sr=file_rate, target_sr=self.sample_rate)[:length]
         return signal.astype(np.float32)
 
+    @staticmethod
+    def read(path, seconds=None):
+        """(samples, channels) float32 of the first ``seconds`` (None: all) and the file's own rate.
+
+        Raises ValueError with the reason the file cannot be used.
+        """
+        import soundfile as sf
+
+        if os.path.getsize(path) == 0:
+            raise ValueError("empty file (0 bytes)")
+        try:  # libsndfile: WAV (any bit depth, WAVE_EXTENSIBLE), FLAC, OGG, AIFF, MP3 and more
+            # As bytes on POSIX: soundfile cannot open a str name holding non-UTF-8 bytes.
+            name = os.fsencode(path) if os.name == "posix" else str(path)
+            with sf.SoundFile(name) as sound:
+                file_rate = sound.samplerate
+                if not FILE_RATE_RANGE[0] <= file_rate <= FILE_RATE_RANGE[1]:
+                    raise ValueError(f"damaged header: sample rate {file_rate} Hz")
+                frames = -1 if seconds is None else int(seconds * file_rate)
+                signal = sound.read(frames, dtype="float32", always_2d=True)
+        except Exception as error:
+            message = _first_line(error).replace(f"Error opening {name!r}: ", "")
+            if "not a regular file" in message:  # what libsndfile says of some unknown formats
+                message = "format not recognised"
+            raise ValueError(f"unreadable audio ({message})") from None
+        if signal.size == 0:
+            raise ValueError("empty: no samples")
+        if not np.all(np.isfinite(signal)):
+            raise ValueError("contains NaN or infinite samples")
+        return signal, file_rate
+
 
 class Padder:
     """Pads a signal with silence, or cuts it, to an exact number of samples.
@@ -133,7 +145,7 @@ class Padder:
 
     def __init__(self, num_samples, fade_samples=0):
         self.num_samples = num_samples
-        self.fade = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, min(fade_samples, num_samples), dtype=np.float32))
+        self.fade = fade_out_curve(min(fade_samples, num_samples))
 
     def fix_length(self, signal):
         if len(signal) > self.num_samples:
@@ -616,22 +628,15 @@ def measure_file(path, max_seconds, audible_db, onset_db):
     Only the first ``max_seconds`` are read; a file that cannot be read gives None
     (it is reported by name when it is processed).
     """
-    import soundfile as sf
-
     try:
-        name = os.fsencode(path) if os.name == "posix" else str(path)
-        with sf.SoundFile(name) as sound:
-            rate = sound.samplerate
-            signal = sound.read(int(max_seconds * rate), dtype="float32", always_2d=True)
-    except Exception:
-        return None
-    if not FILE_RATE_RANGE[0] <= rate <= FILE_RATE_RANGE[1] or not signal.size or not np.all(np.isfinite(signal)):
+        signal, rate = Loader.read(path, max_seconds)
+    except (ValueError, OSError):
         return None
     magnitude = np.abs(signal).max(axis=1)
     peak = float(magnitude.max())
     if peak <= 0:
         return rate, 0.0
-    start = int(np.argmax(magnitude >= peak * 10 ** (onset_db / 20)))
+    start = onset_sample(magnitude, onset_db, 0)
     loud = np.flatnonzero(magnitude >= peak * 10 ** (audible_db / 20))
     return rate, (int(loud[-1]) + 1 - start) / rate
 

@@ -542,6 +542,11 @@ def spectral_convergence(magnitudes, signals, frame_size, hop_length):
 # ---------------------------------------------------------------------------
 
 
+def fade_out_curve(length):
+    """A raised-cosine fade from 1 to 0 over ``length`` samples (float32), so a sound ends without a click."""
+    return (0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, length))).astype(np.float32)
+
+
 def full_range(normalised):
     """Stretch each spectrogram of a batch to span exactly [0, 1], as preprocessing makes every clip.
 
@@ -590,7 +595,7 @@ def finish_for_sampler(signal, sample_rate, peak_dbfs=-1.0, normalize=True, trim
     end = min(len(signal), int(loud[-1]) + 1 + fade)  # the fade runs over what lies below trim_db
     signal = signal[:end].copy()
     if fade:
-        signal[-fade:] *= 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade))
+        signal[-fade:] *= fade_out_curve(fade)
     peak = float(np.max(np.abs(signal)))
     target = 10 ** (peak_dbfs / 20)
     if normalize or peak > target:

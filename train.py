@@ -257,6 +257,7 @@ class TrainingCheckpoint:
         class _Callback(keras.callbacks.Callback):
             def on_train_begin(self, logs=None):
                 checkpoint.started = time.perf_counter()
+                checkpoint.restore_schedules()
 
             def on_epoch_begin(self, epoch, logs=None):
                 self.epoch = epoch
@@ -271,24 +272,18 @@ class TrainingCheckpoint:
 
         return _Callback()
 
-    def restorer(self):
-        """A callback, placed after the schedules, that gives them back their counters on resume.
+    def restore_schedules(self):
+        """Give the schedules back their counters from the run this one resumes.
 
-        Keras resets them in ``on_train_begin``, so this runs after that.
+        Keras resets them in their ``on_train_begin``, so the checkpoint's callback,
+        placed after them, calls this from its own.
         """
-        import keras
-
-        checkpoint = self
-
-        class _Restore(keras.callbacks.Callback):
-            def on_train_begin(self, logs=None):
-                for name, fields in checkpoint.schedule_states.items():
-                    callback = checkpoint.schedules.get(name)
-                    for field, value in fields.items():
-                        if callback is not None:
-                            setattr(callback, field, int(value) if field in INTEGER_FIELDS else value)
-
-        return _Restore()
+        for name, fields in self.schedule_states.items():
+            callback = self.schedules.get(name)
+            if callback is None:
+                continue
+            for field, value in fields.items():
+                setattr(callback, field, int(value) if field in INTEGER_FIELDS else value)
 
     def on_epoch_end(self, model, epoch, logs, chief):
         logs = {name: float(value) for name, value in logs.items()}
@@ -457,8 +452,9 @@ def main(argv=None):
     if config.EARLY_STOPPING_PATIENCE > 0:
         checkpoint.schedules["early_stopping"] = keras.callbacks.EarlyStopping(
             monitor=monitor, patience=config.EARLY_STOPPING_PATIENCE)
-    # The checkpoint comes after the schedules, so that it saves their counters with this epoch counted.
-    callbacks = [*checkpoint.schedules.values(), checkpoint.callback(chief), checkpoint.restorer()]
+    # The checkpoint comes after the schedules: it saves their counters with this epoch counted,
+    # and gives them back on resume after Keras has reset them.
+    callbacks = [*checkpoint.schedules.values(), checkpoint.callback(chief)]
     if config.MAX_MINUTES > 0:
         callbacks.append(time_limit_callback(config.MAX_MINUTES))
     print(f"training on {len(train_indices)} clips, validating on {len(validation_indices) if validation_data else 0}, "

@@ -83,17 +83,6 @@ def _link(source, target):
         shutil.copyfile(source, target)
 
 
-def load_mono(path, sample_rate=None):
-    import librosa
-    import soundfile as sf
-
-    signal, rate = sf.read(path, dtype="float32", always_2d=True)
-    signal = signal.mean(axis=1)
-    if sample_rate and rate != sample_rate:
-        signal, rate = librosa.resample(signal, orig_sr=rate, target_sr=sample_rate), sample_rate
-    return signal, rate
-
-
 def top_octave_share(signal, rate):
     """Fraction of the energy above TOP_OCTAVE_HZ."""
     spectrum = np.abs(np.fft.rfft(signal)) ** 2
@@ -236,11 +225,12 @@ def main(argv):
     infos = [sf.info(path) for path in generated]
     peaks = [20 * np.log10(np.max(np.abs(sf.read(path)[0]))) for path in generated]
     rate = params["sample_rate"]
-    signals = {path: load_mono(path)[0] for path in generated}
+    loader = preprocess.Loader(rate)  # whole files, mixed to mono, at the model's rate
+    signals = {path: loader.load(path) for path in generated}
 
     def of_class(name, held=True):
         if held:
-            return [load_mono(path, rate)[0] for path in sorted((held_dir / name).glob("*.wav"))]
+            return [loader.load(path) for path in sorted((held_dir / name).glob("*.wav"))]
         return [signal for path, signal in signals.items() if path.stem.split("_")[1] == name]
 
     figures = {}
