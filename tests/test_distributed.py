@@ -13,7 +13,9 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in a fresh interpreter (logical devices must be set before TensorFlow starts):
 #   python -c SCRIPT ROOT FOLDER mirrored|multi_worker
-# Trains a tiny VAE with a latent classifier, so batches are (spectrograms, labels) tuples.
+# Trains a tiny VAE with a latent classifier, so batches are (spectrograms, labels) tuples. The classifier's
+# weight is high so that it learns in 24 steps whatever the (not bit-reproducible) order of the all-reduce;
+# at the default weight its loss wandered around ln 2 in some runs.
 SCRIPT = r"""
 import json, sys
 import numpy as np
@@ -23,7 +25,7 @@ from configurator import configure
 
 strategy = train.choose_strategy(sys.argv[3], cpu_replicas=2 if sys.argv[3] == "mirrored" else 0)
 config = configure(vars(train), ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
-                                 "--latent_space_dim=3", "--learning_rate=0.01"])
+                                 "--latent_space_dim=3", "--learning_rate=0.01", "--latent_classifier_weight=2000"])
 rng = np.random.default_rng(0)
 images = np.full((64, 32, 16), 0.1, dtype=np.float32)
 rows = rng.integers(2, 30, 64)
@@ -52,7 +54,7 @@ print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": train._is_
 def assert_learned(report):
     losses, label_losses = report["losses"], report["label_losses"]
     assert np.mean(losses[-3:]) < 0.7 * np.mean(losses[:3]), losses
-    assert label_losses[-1] < label_losses[0], label_losses
+    assert label_losses[-1] < 0.5 * label_losses[0], label_losses
 
 
 @pytest.mark.slow
