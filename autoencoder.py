@@ -34,8 +34,6 @@ if keras.backend.backend() != "tensorflow":  # Keras was imported before, with t
     raise PipelineError(f"this project trains with the TensorFlow backend of Keras, but Keras was loaded with "
                         f"{keras.backend.backend()!r} (from keras.json): set KERAS_BACKEND=tensorflow")
 
-MODEL_FILE = "model.keras"
-LATENT_PRIOR_FILE = "latent_prior.json"
 LOG_VARIANCE_LIMIT = 20.0
 NORMALIZATIONS = ("batch", "group", "none")
 PACKAGE = "soundvae"
@@ -147,12 +145,40 @@ class VAE(keras.Model):
         self.latent_classifier = None
         if self.latent_classes:
             self.latent_classifier = layers.Dense(self.latent_classes, name="latent_classifier")
-            self.latent_classifier.build((None, self.latent_space_dim))
         self.total_loss_tracker = keras.metrics.Mean(name="loss")
         self.reconstruction_loss_tracker = keras.metrics.Mean(name="reconstruction_loss")
         self.kl_loss_tracker = keras.metrics.Mean(name="kl_loss")
         self.label_loss_tracker = keras.metrics.Mean(name="label_loss")
-        self.built = True  # encoder and decoder are functional models, built above
+        # Everything is known now, so build at once (Keras marks the model built); fit() and
+        # load_model() then find nothing left to build.
+        self.build((None, *self.input_shape_))
+
+    def build(self, input_shape=None):
+        """Create the weights the sub-models do not create themselves: the latent classifier's.
+
+        The encoder and decoder are functional models, built when made, and the architecture
+        is fixed by the constructor, so ``input_shape`` adds nothing. ``__init__`` calls this.
+        """
+        if self.latent_classifier is not None and not self.latent_classifier.built:
+            self.latent_classifier.build((None, self.latent_space_dim))
+
+    def compile(self, optimizer="rmsprop", **kwargs):
+        """Keras' ``compile``, then the optimizer's variables are made for the trainable weights.
+
+        They are made in the strategy scope the model was made in, so that ``fit`` has nothing
+        left to build. The VAE computes its own loss and metrics: ``loss`` and ``metrics`` are refused.
+        """
+        unused = [name for name in ("loss", "loss_weights", "metrics", "weighted_metrics") if kwargs.get(name)]
+        if unused:
+            raise ValueError(f"the VAE computes its own loss and metrics; compile it without {', '.join(unused)}")
+        super().compile(optimizer=optimizer, **kwargs)
+        if not self.optimizer.built:
+            with self.distribute_strategy.scope():
+                self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config):
+        """Compile a loaded model as it was saved (Keras leaves this to a model with its own ``compile``)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     # --- architecture -----------------------------------------------------------
 
@@ -264,12 +290,15 @@ class VAE(keras.Model):
         return total + self.latent_classifier_weight * label_loss, reconstruction_loss, kl_loss, label_loss
 
     def _update_metrics(self, losses):
+        import tensorflow as tf
+
         for tracker, value in zip(self.metrics, losses):
             tracker.update_state(value)
         results = {tracker.name: tracker.result() for tracker in self.metrics}
-        if _multi_worker(self._distribute_strategy):
-            # Keras 3.15 averages each worker's results with strategy.reduce(..., axis=0),
-            # which needs an axis: give each value one.
+        # Called in train_step/test_step, under the strategy fit/evaluate run them with.
+        if _multi_worker(tf.distribute.get_strategy()):
+            # Keras 3.15 averages each worker's results with strategy.reduce(..., axis=0)
+            # (keras-team/keras#20585), which needs an axis: give each value one.
             results = {name: ops.reshape(value, (1,)) for name, value in results.items()}
         return results
 
@@ -290,21 +319,17 @@ class VAE(keras.Model):
         spectrograms, labels = self._split(data)
         return self._update_metrics(self.compute_losses(spectrograms, labels, training=False))
 
+    # --- the one Keras internal this model still overrides (keras-team/keras#20585) ---------------
+    # Keras 3.15 offers no public way around this. Under a tf.distribute strategy, fit() and
+    # evaluate() call the private Trainer._maybe_symbolic_build, which averages a first batch over
+    # all replicas with strategy.reduce -- MultiWorkerMirroredStrategy refuses that for a tuple such
+    # as (spectrograms, labels) -- before _symbolic_build asks whether anything is left to build.
+    # Here nothing is: __init__ builds the model and compile() the optimizer. So the step is skipped
+    # (no batch read, no reduce) unless something is unbuilt after all. Delete this method once
+    # Keras checks before it reduces; tests/test_distributed.py shows whether it is still needed.
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
-        """Keras 3.15 builds the model from a first batch averaged over all replicas with
-        ``strategy.reduce``, which MultiWorkerMirroredStrategy refuses for a tuple such as
-        (spectrograms, labels) (keras-team/keras#20585). Only the batch's shapes matter there,
-        so under that strategy this worker's own part of the batch is used instead.
-        """
-        import tensorflow as tf
-
-        strategy = self._distribute_strategy
-        if iterator is not None and _multi_worker(strategy):
-            for _, _, batches in iterator:
-                first = next(batches)
-                data_batch = tf.nest.map_structure(lambda value: strategy.experimental_local_results(value)[0], first)
-                iterator = None
-                break
+        if self.built and self.optimizer is not None and self.optimizer.built:
+            return None
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     def call(self, inputs, training=False):
@@ -408,133 +433,17 @@ class VAE(keras.Model):
             "seed": self.seed,
         }
 
-    def build(self, input_shape=None):
-        self.built = True
-
-    def save(self, filepath, *args, **kwargs):
-        """Save to a ``.keras`` file; given a folder, save as ``folder/model.keras``."""
-        filepath = Path(filepath)
-        if filepath.suffix != ".keras":
-            filepath.mkdir(parents=True, exist_ok=True)
-            filepath = filepath / MODEL_FILE
-        return super().save(filepath, *args, **kwargs)
-
     @classmethod
     def load(cls, path, compile=False):
-        """Load a model saved by ``save`` (a ``.keras`` file or its folder), in Keras' safe mode.
+        """Load a model saved with ``save("name.keras")``, in Keras' safe mode (no code from the file runs).
 
         ``compile=True`` also restores the optimizer and its state, to resume training.
+        A model folder's file is ``folders.MODEL_FILE``; ``folders.load_model_folder`` checks the rest.
         """
         path = Path(path)
-        if path.is_dir():
-            path = path / MODEL_FILE
         if not path.exists():
             raise FileNotFoundError(f"no model at {path}: train one with train.py first")
         return keras.saving.load_model(path, safe_mode=True, compile=compile)
-
-
-class LatentPrior:
-    """Gaussians fitted to the latent means of the training clips: one per class, or one for all.
-
-    A VAE's aggregate posterior rarely fills N(0, I) evenly; drawing new latent
-    vectors where the training clips actually lie gives clearer, more varied
-    sounds (ex-post density estimation), and one Gaussian per class gives sounds
-    of a requested class from an unconditional model. A class with few clips is
-    shrunk towards the within-class spread pooled over all classes, so it never
-    collapses onto copies and stays where its clips are.
-    Saved as JSON next to the model it was fitted for.
-    """
-
-    FORMAT_VERSION = 1
-
-    def __init__(self, classes, counts, means, covariances):
-        self.classes = list(classes)      # [] for one Gaussian over every clip
-        self.counts = [int(c) for c in counts]
-        self.means = np.asarray(means, dtype=np.float64)
-        self.covariances = np.asarray(covariances, dtype=np.float64)
-        if not (np.all(np.isfinite(self.means)) and np.all(np.isfinite(self.covariances))):
-            raise ValueError("a latent prior needs finite means and covariances")
-        # Square roots of the covariances (eigen-decomposition: works when singular too).
-        values, vectors = np.linalg.eigh(self.covariances)
-        self.factors = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
-
-    @classmethod
-    def fit(cls, latent_means, labels=None, classes=()):
-        """Fit to latent means (n, dim); ``labels`` are indices into ``classes`` (None: one Gaussian)."""
-        latents = np.asarray(latent_means, dtype=np.float64)
-        if latents.ndim != 2 or not len(latents):
-            raise ValueError(f"latent means must be a non-empty (clips, dim) array, got shape {latents.shape}")
-        if not np.all(np.isfinite(latents)):
-            # eigh() of a NaN covariance raises or returns garbage depending on the LAPACK build.
-            bad = int(np.sum(~np.all(np.isfinite(latents), axis=1)))
-            raise ValueError(f"{bad} of {len(latents)} latent means are NaN or infinite: "
-                             f"cannot fit a latent prior to them")
-        dim = latents.shape[1]
-        overall = np.cov(latents, rowvar=False).reshape(dim, dim) if len(latents) > 1 else np.eye(dim)
-        if labels is None or not len(classes):
-            return cls([], [len(latents)], latents.mean(axis=0)[None], overall[None])
-        labels = np.asarray(labels).reshape(-1)
-        groups = [latents[labels == index] for index in range(len(classes))]
-        for name, members in zip(classes, groups):
-            if not len(members):
-                raise ValueError(f"class {name!r} has no clips to fit its latent Gaussian to")
-        # The spread of clips around their own class mean, pooled over the classes: what a small class
-        # is shrunk towards. (The spread of all clips would also hold the distances between the
-        # classes, and a small class's samples would wander into the others.)
-        centred = [members - members.mean(axis=0) for members in groups]
-        scatter = sum(deviations.T @ deviations for deviations in centred)
-        pooled = scatter / (len(latents) - len(groups)) if len(latents) > len(groups) else overall
-        counts, means, covariances = [], [], []
-        for members in groups:
-            own = np.cov(members, rowvar=False).reshape(dim, dim) if len(members) > 1 else np.zeros((dim, dim))
-            shrink = dim / (dim + len(members))
-            counts.append(len(members))
-            means.append(members.mean(axis=0))
-            covariances.append((1 - shrink) * own + shrink * pooled)
-        return cls(classes, counts, means, covariances)
-
-    def sample(self, count, labels=None, rng=None, temperature=1.0):
-        """``count`` latent vectors (float32); ``labels`` picks the class of each (None: every class in turn)."""
-        rng = rng if rng is not None else np.random.default_rng(0)
-        if labels is None:
-            components = np.arange(count) % len(self.means)
-        else:
-            components = np.broadcast_to(np.asarray(labels, dtype=int).reshape(-1), (count,))
-            if components.min() < 0 or components.max() >= len(self.means):
-                raise ValueError(f"labels must be in 0..{len(self.means) - 1}")
-        noise = rng.standard_normal((count, self.means.shape[1])) * temperature
-        latents = self.means[components] + np.einsum("nij,nj->ni", self.factors[components], noise)
-        return latents.astype("float32")
-
-    def to_json(self):
-        return {"format_version": self.FORMAT_VERSION, "classes": self.classes, "counts": self.counts,
-                "means": self.means.tolist(), "covariances": self.covariances.tolist()}
-
-    @classmethod
-    def from_json(cls, data):
-        if data.get("format_version") != cls.FORMAT_VERSION:
-            raise ValueError(f"unknown latent prior format {data.get('format_version')!r}")
-        return cls(data["classes"], data["counts"], data["means"], data["covariances"])
-
-
-def fit_latent_prior(vae, spectrograms, clips, train_indices, class_names):
-    """Fit a ``LatentPrior`` to where ``vae`` puts the training clips (one Gaussian per class when named).
-
-    Raises ValueError when the clips encode to NaN or infinity (a diverged model or damaged data).
-    """
-    rows = np.sort(np.asarray(train_indices, dtype=int))
-    means = vae.encode_rows(spectrograms, rows)
-    labels = [class_names.index(clips[i]["label"]) for i in rows] if class_names else None
-    return LatentPrior.fit(means, labels, class_names)
-
-
-def save_latent_prior(model_dir, prior):
-    """Write ``prior`` beside the model it was fitted for, tied to that ``model.keras`` by its SHA-256."""
-    from fileio import file_sha256, write_json
-
-    model_dir = Path(model_dir)
-    write_json(model_dir / LATENT_PRIOR_FILE,
-               {**prior.to_json(), "model_sha256": file_sha256(model_dir / MODEL_FILE)})
 
 
 def _with_channel(spectrograms):

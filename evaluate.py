@@ -20,14 +20,22 @@ audio given as AUDIO_DIR) it measures:
 Prints a table and writes JSON (EVALUATION_JSON, default MODEL_DIR/evaluation.json).
 """
 
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from configurator import PipelineError, configure, run_script, settings_of
+from configurator import PipelineError, configure, run_script
 from fileio import write_json
+from folders import (check_same_parameters, clip_label_indices, decoder_classes, load_latent_prior,
+                     load_model_folder, load_spectrograms, settings_from_params)
+from phase import (DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config,
+                   spectral_convergence)
+from soundgenerator import SoundGenerator
+from spectrogram import MinMaxNormaliser
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -39,9 +47,9 @@ NUM_PRIOR_SAMPLES = 100
 MAX_CLIPS = 2000                        # cap per set, for memory and time
 SEED = 0
 # phase reconstruction, as generate.py
-PHASE_METHOD = "griffinlim"
-GRIFFIN_LIM_ITERATIONS = 32
-GRIFFIN_LIM_MOMENTUM = 0.99
+PHASE_METHOD = DEFAULT_PHASE_METHOD
+GRIFFIN_LIM_ITERATIONS = DEFAULT_N_ITER
+GRIFFIN_LIM_MOMENTUM = DEFAULT_MOMENTUM
 
 
 class Stopwatch:
@@ -65,9 +73,11 @@ class Stopwatch:
 
 def log_spectral_distance(normalised_a, normalised_b, minima, maxima):
     """Per-clip LSD in dB between two batches, both denormalised with each clip's own (min, max)."""
-    span = np.reshape(np.asarray(maxima) - np.asarray(minima), (-1, 1, 1))
-    difference_db = (np.asarray(normalised_a) - np.asarray(normalised_b)).reshape(span.shape[0], -1, 1) * span
-    return np.sqrt(np.mean(difference_db ** 2, axis=(1, 2)))
+    normaliser = MinMaxNormaliser()
+    count = len(np.atleast_1d(minima))
+    a_db = normaliser.denormalise(np.asarray(normalised_a, dtype=np.float64).reshape(count, -1), minima, maxima)
+    b_db = normaliser.denormalise(np.asarray(normalised_b, dtype=np.float64).reshape(count, -1), minima, maxima)
+    return np.sqrt(np.mean((a_db - b_db) ** 2, axis=1))
 
 
 def pairwise_rms(a, b=None, chunk=256):
@@ -94,14 +104,17 @@ def nearest_neighbour_accuracy(latents, labels):
 
 
 def held_out_from_audio(audio_dir, params, workdir):
-    """Preprocess a folder of audio with the model's own parameters (in a scratch folder)."""
-    import preprocess
+    """Preprocess a folder of audio with the model's own parameters (in a scratch folder).
 
-    settings = {"AUDIO_DIR": str(audio_dir), "SPECTROGRAMS_DIR": str(workdir),
-                **preprocess.settings_from_params(params)}
-    config = configure({**settings_of(vars(preprocess)), **settings}, [])
-    preprocess.PreprocessingPipeline(config).run()
-    return preprocess.load_spectrograms(workdir)
+    preprocess.py runs as the step it is, in its own process: one step never imports another.
+    """
+    settings = {"AUDIO_DIR": str(audio_dir), "SPECTROGRAMS_DIR": str(workdir), **settings_from_params(params)}
+    command = [sys.executable, str(Path(__file__).with_name("preprocess.py")),
+               *(f"--{name.lower()}={value}" for name, value in settings.items())]
+    result = subprocess.run(command, capture_output=True, text=True)
+    if result.returncode != 0:
+        raise PipelineError(f"cannot preprocess {audio_dir}: {(result.stderr or result.stdout).strip()[-2000:]}")
+    return load_spectrograms(workdir)
 
 
 def subsample(indices, limit, rng):
@@ -109,17 +122,34 @@ def subsample(indices, limit, rng):
     return np.sort(rng.choice(indices, size=limit, replace=False)) if len(indices) > limit else indices
 
 
+def phase_figures(config, params, held, minima, maxima, watch):
+    """Spectral convergence and cost of the phase reconstruction of real held-out spectrograms (timed on ``watch``)."""
+    generator = SoundGenerator(params["sample_rate"], params["frame_size"], params["hop_length"],
+                               phase_method=config.PHASE_METHOD, n_iter=config.GRIFFIN_LIM_ITERATIONS,
+                               momentum=config.GRIFFIN_LIM_MOMENTUM)
+    audio_seconds = len(held) * (params["n_frames"] - 1) * params["hop_length"] / params["sample_rate"]
+    cpu_started = time.process_time()
+    with watch.time("invert_true_spectrograms"):
+        signals = generator.convert_spectrograms_to_audio(held, minima, maxima)
+    cpu_seconds = time.process_time() - cpu_started
+    true_magnitudes = generator.db_to_magnitude(generator.denormalise(held, minima, maxima))
+    convergence = spectral_convergence(true_magnitudes, signals, params["frame_size"], params["hop_length"])
+    return {
+        "method": config.PHASE_METHOD, "iterations": config.GRIFFIN_LIM_ITERATIONS,
+        "spectral_convergence_db": float(np.mean(convergence)),
+        "cpu_ms_per_second_of_audio": 1000 * cpu_seconds / audio_seconds,
+        "wall_ms_per_second_of_audio": 1000 * watch.seconds["invert_true_spectrograms"] / audio_seconds,
+    }
+
+
 def evaluate(config):
     """Compute every figure; returns the results as a dict."""
-    from generate import check_same_parameters, clip_label_indices, load_latent_prior, load_model_folder
-    from preprocess import load_spectrograms
-    from soundgenerator import SoundGenerator, spectral_convergence
-
+    check_phase_config(config)
     watch = Stopwatch()
     rng = np.random.default_rng(config.SEED)
     with watch.time("load_model"):
         vae, params, training = load_model_folder(config.MODEL_DIR)
-    label_names = training["label_names"]
+    label_names = decoder_classes(vae, training)
     train_data, train_clips, data_params = load_spectrograms(config.SPECTROGRAMS_DIR)
     check_same_parameters(params, data_params, config.SPECTROGRAMS_DIR)
     validation_ids = set(training.get("validation_ids", []))
@@ -156,22 +186,7 @@ def evaluate(config):
         "log_spectral_distance_db_median": float(np.median(lsd)),
     }
 
-    generator = SoundGenerator(params["sample_rate"], params["frame_size"], params["hop_length"],
-                               phase_method=config.PHASE_METHOD, n_iter=config.GRIFFIN_LIM_ITERATIONS,
-                               momentum=config.GRIFFIN_LIM_MOMENTUM)
-    audio_seconds = len(held) * (params["n_frames"] - 1) * params["hop_length"] / params["sample_rate"]
-    cpu_started = time.process_time()
-    with watch.time("invert_true_spectrograms"):
-        signals = generator.convert_spectrograms_to_audio(held, minima, maxima)
-    cpu_seconds = time.process_time() - cpu_started
-    true_magnitudes = generator.db_to_magnitude(generator.denormalise(held, minima, maxima))
-    convergence = spectral_convergence(true_magnitudes, signals, params["frame_size"], params["hop_length"])
-    results["phase_reconstruction"] = {
-        "method": config.PHASE_METHOD, "iterations": config.GRIFFIN_LIM_ITERATIONS,
-        "spectral_convergence_db": float(np.mean(convergence)),
-        "cpu_ms_per_second_of_audio": 1000 * cpu_seconds / audio_seconds,
-        "wall_ms_per_second_of_audio": 1000 * watch.seconds["invert_true_spectrograms"] / audio_seconds,
-    }
+    results["phase_reconstruction"] = phase_figures(config, params, held, minima, maxima, watch)
 
     # Prior samples: diverse, and not copies of training clips. Distances are RMS
     # differences of normalised spectrograms times the dB span they stand for.
@@ -210,7 +225,7 @@ def evaluate(config):
         results["latent_1nn_label_accuracy"] = nearest_neighbour_accuracy(latent_means, labels)
         results["label_classes"] = len(set(labels))
         results["chance_accuracy"] = float(max(labels.count(label) for label in set(labels)) / len(labels))
-        latent_names = training.get("latent_label_names") or []
+        latent_names = training["classes"] if vae.latent_classes else []
         if vae.latent_classes and set(labels) <= set(latent_names):
             predicted = vae.classify_latents(latent_means).argmax(axis=1)  # held-out means, encoded above
             results["latent_classifier_accuracy"] = float(np.mean(

@@ -145,3 +145,9 @@ def safe_name(text, max_length=80):
     while len(text.encode("utf-8")) > MAX_NAME_BYTES:
         text = text[:-1]
     return text.rstrip("._") or "clip"
+
+
+def first_line(error):
+    """The first line of an exception's message (its type's name when it has none), for one-line reports."""
+    text = str(error).strip().splitlines()
+    return text[0] if text else type(error).__name__

@@ -23,16 +23,19 @@ from pathlib import Path
 from typing import Final
 
 import matplotlib
-
-matplotlib.use("Agg")  # files only, no window: works on servers and in tests
-
 import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from matplotlib.ticker import FormatStrFormatter, MaxNLocator
+from matplotlib.ticker import MaxNLocator
 
+import plots
 from configurator import PipelineError, configure, require, run_script
 from fileio import read_json
+from latent_space import latent_discriminants, latent_grid_points, latent_pca
+from folders import (CLIPS_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, SPECTROGRAMS_FILE, TRAINING_FILE,
+                     check_same_parameters, clip_label_indices, decoder_classes, load_model_folder, load_spectrograms)
+from plots import FIGURE_STYLE, save_figure, spectrogram_grid
+from spectrogram import MinMaxNormaliser, wav_spectrogram_db
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -41,115 +44,18 @@ OUTPUT_DIR = "samples"                  # where generate.py wrote its WAV files
 PLOTS_DIR = "samples/plots"
 # figures
 MAX_PER_FIGURE = 6                      # rows of comparison.png; generated.png shows twice as many
-DPI = 110                               # pixels per inch of the PNG files
-FREQUENCY_AXIS = "linear"               # "linear" or "log" (Hz either way; log shows low drums better)
+DPI = plots.DPI                         # pixels per inch of the PNG files
+FREQUENCY_AXIS = plots.FREQUENCY_AXIS   # "linear" or "log" (Hz either way; log shows low drums better)
 LATENT_GRID_SIZE = 5                    # latent_grid.png has this many rows and columns
 LATENT_GRID_SPAN = 2.0                  # its edges are this many standard deviations from the centre
 MAX_MAP_CLIPS = 5000                    # the latent map encodes at most this many clips (evenly spread)
 
 GENERATED_COLUMNS: Final = 4
-PANEL_SIZE: Final = (4.0, 2.3)                 # inches per spectrogram panel (width, height)
-FIGURE_STYLE = {"font.size": 9, "axes.titlesize": 9, "axes.labelsize": 9,
-                "xtick.labelsize": 8, "ytick.labelsize": 8, "legend.fontsize": 8,
-                "figure.titlesize": 11}
 LOSS_PANELS: Final = [                         # (history.csv column, panel title)
     ("loss", "total loss"),
     ("reconstruction_loss", "reconstruction loss (MSE)"),
     ("kl_loss", "KL divergence"),
 ]
-
-
-# --- spectrograms of audio files ------------------------------------------------
-
-def log_spectrogram_db(signal, frame_size, hop_length):
-    """Log-magnitude STFT of a signal in dB relative to its loudest bin (0 dB at the top).
-
-    Parameters
-    ----------
-    signal : numpy.ndarray
-        Mono audio samples.
-    frame_size, hop_length : int
-        STFT window and hop, in samples (the model's ``params.json`` values).
-
-    Returns
-    -------
-    numpy.ndarray
-        (frame_size // 2 + 1, frames) dB values, at most 0, at least -80.
-    """
-    import librosa
-
-    magnitude = np.abs(librosa.stft(np.asarray(signal, dtype=np.float32), n_fft=frame_size,
-                                    hop_length=hop_length))
-    if not np.any(magnitude):  # a silent file: an even floor instead of a division by zero
-        return np.full(magnitude.shape, -80.0, dtype=np.float32)
-    return librosa.amplitude_to_db(magnitude, ref=np.max)
-
-
-def wav_spectrogram_db(path, params):
-    """Read a WAV file at the model's sample rate and return ``log_spectrogram_db`` of it."""
-    import librosa
-
-    signal, _ = librosa.load(str(path), sr=params["sample_rate"], mono=True)
-    return log_spectrogram_db(signal, params["frame_size"], params["hop_length"])
-
-
-# --- drawing helpers ------------------------------------------------------------------
-
-def show_spectrogram(axes, spectrogram_db, params, vmin, vmax, frequency_axis=FREQUENCY_AXIS):
-    """Draw one dB spectrogram on ``axes`` with time in seconds and frequency in Hz."""
-    import librosa
-    from librosa.display import specshow
-
-    # The model's spectrograms lack the Nyquist row: give the bins' own frequencies.
-    frequencies = librosa.fft_frequencies(sr=params["sample_rate"], n_fft=params["frame_size"])
-    image = specshow(spectrogram_db, ax=axes, sr=params["sample_rate"], n_fft=params["frame_size"],
-                     hop_length=params["hop_length"], x_axis="time", y_axis=frequency_axis,
-                     y_coords=frequencies[:len(spectrogram_db)], vmin=vmin, vmax=vmax, cmap="magma")
-    axes.xaxis.set_major_locator(MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]))
-    axes.xaxis.set_major_formatter(FormatStrFormatter("%g"))  # seconds, without trailing zeros
-    axes.set_xlabel("time (s)")
-    axes.set_ylabel("frequency (Hz)")
-    return image
-
-
-def spectrogram_grid(spectrograms_db, titles, params, columns, vmin, vmax, colour_bar_label,
-                     frequency_axis=FREQUENCY_AXIS, suptitle=None, panel_size=PANEL_SIZE):
-    """A figure with one panel per spectrogram, shared axes and one colour bar.
-
-    Only the outer panels keep their tick labels and axis names, so the grid stays readable.
-    """
-    rows = -(-len(spectrograms_db) // columns)
-    width, height = panel_size
-    figure = Figure(figsize=(columns * width + 1.2, rows * height + (0.9 if suptitle else 0.5)),
-                    layout="constrained")
-    axes_grid = figure.subplots(rows, columns, sharex=True, sharey=True, squeeze=False)
-    image = None
-    for axes, spectrogram_db, title in zip(axes_grid.flat, spectrograms_db, titles):
-        image = show_spectrogram(axes, spectrogram_db, params, vmin, vmax, frequency_axis)
-        axes.set_title(title)
-    for axes in axes_grid.flat[len(spectrograms_db):]:
-        axes.set_axis_off()  # the unused panels of the last row
-    # Axis names and tick labels only on the left column and above an empty space.
-    for index, axes in enumerate(axes_grid.flat[:len(spectrograms_db)]):
-        below_is_empty = index + columns >= len(spectrograms_db)
-        axes.tick_params(labelbottom=below_is_empty, labelleft=index % columns == 0)
-        if not below_is_empty:
-            axes.set_xlabel("")
-        if index % columns:
-            axes.set_ylabel("")
-    figure.colorbar(image, ax=axes_grid.ravel().tolist(), format="%+.0f dB", label=colour_bar_label,
-                    shrink=min(1.0, 0.5 + 0.1 * rows))
-    if suptitle:
-        figure.suptitle(suptitle)
-    return figure
-
-
-def save_figure(figure, path, dpi=DPI):
-    """Write ``figure`` as a PNG of exactly (width x height inches) * dpi pixels; return the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=dpi, facecolor="white")
-    return path
 
 
 # --- the figures ------------------------------------------------------------------------
@@ -266,109 +172,6 @@ def plot_training_curves(history_csv, path=None, dpi=DPI):
     return figure
 
 
-def latent_pca(means, n_components=2):
-    """Project latent vectors onto their main directions (principal component analysis).
-
-    Parameters
-    ----------
-    means : numpy.ndarray
-        (clips, latent_dim) latent means.
-    n_components : int
-        Number of directions to keep; fewer are returned when the data has fewer
-        dimensions or clips.
-
-    Returns
-    -------
-    projected : numpy.ndarray
-        (clips, n_components) coordinates along the directions.
-    components : numpy.ndarray
-        (n_components, latent_dim) unit directions, most important first; each is
-        signed so that its largest coefficient is positive (reproducible signs).
-    explained_variance_ratio : numpy.ndarray
-        (n_components,) share of the total variance along each direction.
-
-    Examples
-    --------
-    >>> t = np.linspace(-1, 1, 50)[:, None]
-    >>> projected, components, ratio = latent_pca(t * [[3.0, 4.0, 0.0]])
-    >>> bool(ratio[0] > 0.99)
-    True
-    """
-    means = np.asarray(means, dtype=np.float64)
-    if means.ndim != 2 or len(means) == 0:
-        raise ValueError(f"means must be a non-empty (clips, latent_dim) array, got shape {means.shape}")
-    centred = means - means.mean(axis=0)
-    _, singular_values, directions = np.linalg.svd(centred, full_matrices=False)
-    n_components = min(n_components, len(singular_values))
-    components = directions[:n_components]
-    largest = np.argmax(np.abs(components), axis=1)
-    components = components * np.sign(components[np.arange(n_components), largest])[:, None]
-    variances = singular_values ** 2
-    total = variances.sum()
-    explained_variance_ratio = variances[:n_components] / total if total > 0 else np.zeros(n_components)
-    return centred @ components.T, components, explained_variance_ratio
-
-
-def latent_discriminants(means, groups, n_components=2):
-    """Project latent vectors onto the directions that best separate their groups (Fisher's LDA).
-
-    Where PCA keeps the directions of largest spread (on speech, often the
-    speaker), these maximise the spread of the group means against the spread
-    within each group. Needs at least three groups for two directions.
-
-    Returns
-    -------
-    projected : numpy.ndarray
-        (clips, n_components) coordinates, centred, in units of the within-group standard deviation.
-    separation : numpy.ndarray
-        (n_components,) between-group to within-group variance ratio along each direction.
-    """
-    means = np.asarray(means, dtype=np.float64)
-    names = sorted(set(groups), key=str)
-    if len(names) < 3:
-        raise ValueError(f"two discriminant directions need at least 3 groups, got {len(names)}")
-    index = np.array([names.index(group) for group in groups])
-    centred = means - means.mean(axis=0)
-    group_means = np.stack([centred[index == i].mean(axis=0) for i in range(len(names))])
-    within = centred - group_means[index]
-    within_cov = within.T @ within / len(means)
-    between_cov = (group_means.T * np.bincount(index)) @ group_means / len(means)
-    # Whiten the within-group spread (a small ridge keeps unused latent dimensions harmless).
-    values, vectors = np.linalg.eigh(within_cov + 1e-6 * np.trace(within_cov) / len(within_cov) * np.eye(len(within_cov)))
-    whiten = vectors / np.sqrt(values)
-    separation, directions = np.linalg.eigh(whiten.T @ between_cov @ whiten)
-    order = np.argsort(separation)[::-1][:n_components]
-    components = whiten @ directions[:, order]
-    components *= np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(len(order))])
-    return centred @ components, separation[order]
-
-
-def latent_grid_points(means, grid_size=LATENT_GRID_SIZE, span=LATENT_GRID_SPAN):
-    """Latent vectors on a grid along the two main PCA directions of ``means``.
-
-    The centre is the mean latent vector; columns move along the first direction,
-    rows along the second (top row = positive), from ``-span`` to ``+span``
-    standard deviations of the clips along that direction.
-
-    Returns
-    -------
-    latents : numpy.ndarray
-        (grid_size, grid_size, latent_dim).
-    offsets : numpy.ndarray
-        (grid_size,) the steps in standard deviations, e.g. [-2, -1, 0, 1, 2].
-    """
-    means = np.asarray(means, dtype=np.float64)
-    projected, components, _ = latent_pca(means)
-    if len(components) < 2:  # a 1-D latent space (or one clip): the second direction is empty
-        components = np.vstack([components, np.zeros((2 - len(components), means.shape[1]))])
-        projected = np.hstack([projected, np.zeros((len(projected), 2 - projected.shape[1]))])
-    deviations = projected.std(axis=0)
-    offsets = np.linspace(-span, span, grid_size)
-    column_steps = offsets[None, :, None] * deviations[0] * components[0]
-    row_steps = offsets[::-1, None, None] * deviations[1] * components[1]
-    return means.mean(axis=0) + column_steps + row_steps, offsets
-
-
 def group_names(clips):
     """Colour group of each clip: its label, else the top-level folder of its file, else "(none)"."""
     names = []
@@ -467,7 +270,7 @@ def plot_latent_grid(vae, means, params, generation_level_db, label_index=None, 
     labels = None if label_index is None else np.full(grid_size * grid_size, label_index)
     decoded = vae.decode(latents.reshape(-1, latents.shape[-1]).astype(np.float32), labels)[..., 0]
     low, high = generation_level_db["min"], generation_level_db["max"]
-    spectrograms_db = decoded * (high - low) + low
+    spectrograms_db = MinMaxNormaliser().denormalise(decoded, low, high)
     # Column titles on the top row only, row names with the frequency axis of the left column.
     titles = [f"PC 1 {column:+g}σ" for column in offsets] + [""] * (grid_size * (grid_size - 1))
     heading = "Decoded from the mean latent vector moved along the two main PCA directions"
@@ -504,6 +307,46 @@ def generated_files(output_dir):
     return found["generated"], [originals[path.name] for path in reconstructed], reconstructed
 
 
+def latent_figures(config):
+    """[(figure, name)] of latent_map.png and latent_grid.png, or [] (with the reason printed) when the
+    model or the dataset is missing."""
+    model_dir, spectrograms_dir = Path(config.MODEL_DIR), Path(config.SPECTROGRAMS_DIR)
+    needed = [model_dir / MODEL_FILE, model_dir / TRAINING_FILE, model_dir / PARAMS_FILE,
+              spectrograms_dir / SPECTROGRAMS_FILE, spectrograms_dir / CLIPS_FILE, spectrograms_dir / PARAMS_FILE]
+    missing = [path for path in needed if not path.exists()]
+    if missing:
+        hint = "run preprocess.py first" if missing[0].parent == spectrograms_dir else "run train.py first"
+        print(f"skipping latent_map.png and latent_grid.png: {missing[0]} not found ({hint})")
+        return []
+    vae, params, training = load_model_folder(model_dir)
+    spectrograms, clips, data_params = load_spectrograms(spectrograms_dir)
+    check_same_parameters(params, data_params, spectrograms_dir)
+    label_names = decoder_classes(vae, training)
+    clip_indices = np.arange(len(clips))
+    if label_names:  # a conditional model encodes each clip with its label
+        clip_indices = np.array([i for i in clip_indices if clips[i].get("label") in label_names], dtype=int)
+        if len(clip_indices) < len(clips):
+            print(f"latent map: {len(clips) - len(clip_indices)} clips with labels unknown to the model left out")
+    if len(clip_indices) > config.MAX_MAP_CLIPS:
+        clip_indices = clip_indices[np.linspace(0, len(clip_indices) - 1, config.MAX_MAP_CLIPS).astype(int)]
+    if len(clip_indices) < 2:
+        print(f"skipping latent_map.png and latent_grid.png: fewer than 2 usable clips in {spectrograms_dir}")
+        return []
+    chosen_clips = [clips[i] for i in clip_indices]
+    means = vae.encode_rows(spectrograms, clip_indices, clip_label_indices(chosen_clips, label_names))
+    projected, _, explained = latent_pca(means)
+    held_out_ids = set(training.get("validation_ids", []))
+    held_out = np.array([clip["id"] in held_out_ids for clip in chosen_clips])
+    groups = group_names(chosen_clips)
+    discriminant = latent_discriminants(means, groups) if len(set(groups)) >= 3 else None
+    grid = plot_latent_grid(vae, means, params, training["generation_level_db"],
+                            label_index=0 if label_names else None, label_name=label_names[0] if label_names else "",
+                            grid_size=config.LATENT_GRID_SIZE, span=config.LATENT_GRID_SPAN,
+                            frequency_axis=config.FREQUENCY_AXIS)
+    return [(plot_latent_map(projected, explained, groups, held_out, discriminant), "latent_map.png"),
+            (grid, "latent_grid.png")]
+
+
 def validate(config):
     checks = [
         (config.MAX_PER_FIGURE >= 1, f"MAX_PER_FIGURE must be at least 1, got {config.MAX_PER_FIGURE}"),
@@ -529,7 +372,7 @@ def main(argv=None):
     def save(figure, name):
         written.append(save_figure(figure, plots_dir / name, config.DPI))
 
-    params_path = model_dir / "params.json"
+    params_path = model_dir / PARAMS_FILE
     params = read_json(params_path) if params_path.exists() else None
 
     # 1 and 2: the WAV files of generate.py.
@@ -550,7 +393,7 @@ def main(argv=None):
             skip("generated.png", output_dir / "generated", "run generate.py first")
 
     # 3: the training curves.
-    history_csv = model_dir / "history.csv"
+    history_csv = model_dir / HISTORY_FILE
     if history_csv.exists():
         try:
             save(plot_training_curves(history_csv), "training_curves.png")
@@ -560,47 +403,8 @@ def main(argv=None):
         skip("training_curves.png", history_csv, "run train.py first")
 
     # 4 and 5: the latent space, from the model and the dataset.
-    spectrograms_dir = Path(config.SPECTROGRAMS_DIR)
-    needed = [model_dir / "model.keras", model_dir / "training.json", params_path,
-              spectrograms_dir / "spectrograms.npy", spectrograms_dir / "clips.json", spectrograms_dir / "params.json"]
-    missing = [path for path in needed if not path.exists()]
-    if missing:
-        hint = "run preprocess.py first" if missing[0].parent == spectrograms_dir else "run train.py first"
-        skip("latent_map.png and latent_grid.png", missing[0], hint)
-    else:
-        from generate import check_same_parameters, load_model_folder
-        from preprocess import load_spectrograms
-
-        vae, params, training = load_model_folder(model_dir)
-        spectrograms, clips, data_params = load_spectrograms(spectrograms_dir)
-        check_same_parameters(params, data_params, spectrograms_dir)
-        label_names = training.get("label_names") or []
-        clip_indices = np.arange(len(clips))
-        if label_names:  # a conditional model encodes each clip with its label
-            clip_indices = np.array([i for i in clip_indices if clips[i].get("label") in label_names], dtype=int)
-            if len(clip_indices) < len(clips):
-                print(f"latent map: {len(clips) - len(clip_indices)} clips with labels unknown to the model left out")
-        if len(clip_indices) > config.MAX_MAP_CLIPS:
-            clip_indices = clip_indices[np.linspace(0, len(clip_indices) - 1, config.MAX_MAP_CLIPS).astype(int)]
-        if len(clip_indices) < 2:
-            print(f"skipping latent_map.png and latent_grid.png: fewer than 2 usable clips in {spectrograms_dir}")
-        else:
-            labels = (np.array([label_names.index(clips[i]["label"]) for i in clip_indices])
-                      if label_names else None)
-            means = vae.encode_rows(spectrograms, clip_indices, labels)
-            projected, _, explained = latent_pca(means)
-            held_out_ids = set(training.get("validation_ids", []))
-            chosen_clips = [clips[i] for i in clip_indices]
-            held_out = np.array([clip["id"] in held_out_ids for clip in chosen_clips])
-            groups = group_names(chosen_clips)
-            discriminant = latent_discriminants(means, groups) if len(set(groups)) >= 3 else None
-            save(plot_latent_map(projected, explained, groups, held_out, discriminant), "latent_map.png")
-            save(plot_latent_grid(vae, means, params, training["generation_level_db"],
-                                  label_index=0 if label_names else None,
-                                  label_name=label_names[0] if label_names else "",
-                                  grid_size=config.LATENT_GRID_SIZE, span=config.LATENT_GRID_SPAN,
-                                  frequency_axis=config.FREQUENCY_AXIS),
-                 "latent_grid.png")
+    for figure, name in latent_figures(config):
+        save(figure, name)
 
     if not written:
         raise PipelineError(f"nothing to plot: no model in {model_dir} and no sounds in {output_dir}. "

@@ -15,7 +15,6 @@ Run ``python train.py --help`` to list the settings; e.g. ``python train.py --ep
 import csv
 import math
 import os
-import re
 import shutil
 import time
 import zlib
@@ -24,8 +23,15 @@ from typing import Final
 
 import numpy as np
 
+import autoencoder  # noqa: F401  (first of the project's imports: it refuses a Keras backend other than TensorFlow)
+import keras
+import tensorflow as tf
+from autoencoder import VAE
 from configurator import PipelineError, configure, require, run_script
-from fileio import atomic_write, file_sha256, read_json, write_json
+from fileio import atomic_write, read_json, write_json
+from folders import (FSDD_NAME, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, SPECTROGRAMS_FILE, STATE_DIR, TRAINING_FILE,
+                     TRAINING_FORMAT_VERSION, load_spectrograms, natural_key, save_latent_prior)
+import latent_space
 
 # I/O
 SPECTROGRAMS_DIR = "data/spectrograms"
@@ -58,7 +64,6 @@ SEED = 0
 RESUME = True                           # continue an interrupted run of the same settings in MODEL_DIR
 VERBOSE = 1                             # Keras progress bar: 0 silent, 1 bar, 2 one line per epoch
 
-TRAINING_FORMAT_VERSION: Final = 1
 # The counters of ReduceLROnPlateau and EarlyStopping that a resumed run must continue from.
 SCHEDULE_FIELDS: Final = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch")
 INTEGER_FIELDS: Final = ("wait", "cooldown_counter", "stopped_epoch", "best_epoch")
@@ -104,8 +109,6 @@ def split_clips(clips, fraction, seed):
     of the file name, so adding files does not reshuffle the others and all
     clips cut from one file stay on the same side.
     """
-    from preprocess import FSDD_NAME
-
     if clips and all(FSDD_NAME.match(Path(clip["file"]).stem) for clip in clips):
         held_out = [int(FSDD_NAME.match(Path(clip["file"]).stem)["take"]) < 5 for clip in clips]
     else:
@@ -124,8 +127,6 @@ def make_dataset(reader, indices, labels, batch_size, shuffle, seed, replicas=1,
     A last batch smaller than ``replicas`` is left out: tf.distribute splits every
     batch between the replicas, and one with no clips fails.
     """
-    import tensorflow as tf
-
     bins, frames = reader.shape[1:]
     count = len(indices) // batch_size + (len(indices) % batch_size >= max(1, replicas))
     epoch = [first_epoch]
@@ -155,8 +156,6 @@ def choose_strategy(name, cpu_replicas=0):
     "mirrored" uses every GPU of this machine; without GPUs, ``cpu_replicas`` > 1
     splits the CPU into that many logical devices, which exercises the same code.
     """
-    import tensorflow as tf
-
     if cpu_replicas > 1:
         cpu = tf.config.list_physical_devices("CPU")[0]
         tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * cpu_replicas)
@@ -176,10 +175,6 @@ def choose_strategy(name, cpu_replicas=0):
 
 def build_vae(config, input_shape, num_classes, latent_classes=0):
     """A compiled VAE with the architecture and loss settings of ``config``."""
-    import keras
-
-    from autoencoder import VAE
-
     vae = VAE(
         input_shape=input_shape,
         conv_filters=config.CONV_FILTERS,
@@ -201,9 +196,8 @@ def build_vae(config, input_shape, num_classes, latent_classes=0):
 
 def fit_latent_prior(model_dir, reader, train_indices, clips, class_names):
     """Fit the best model's ``LatentPrior`` to its training clips and save it beside the model."""
-    from autoencoder import VAE, fit_latent_prior as fit, save_latent_prior
-
-    prior = fit(VAE.load(model_dir), reader, clips, train_indices, class_names)
+    prior = latent_space.fit_latent_prior(VAE.load(Path(model_dir) / MODEL_FILE), reader, clips, train_indices,
+                                         class_names)
     save_latent_prior(model_dir, prior)
     return prior
 
@@ -224,7 +218,7 @@ class TrainingCheckpoint:
 
     def __init__(self, model_dir, run_settings):
         self.model_dir = Path(model_dir)
-        self.state_dir = self.model_dir / "checkpoint"
+        self.state_dir = self.model_dir / STATE_DIR
         self.run_settings = run_settings
         self.history = []
         self.best = math.inf
@@ -250,8 +244,6 @@ class TrainingCheckpoint:
         return model_path, state
 
     def callback(self, chief=True):
-        import keras
-
         checkpoint = self
 
         class _Callback(keras.callbacks.Callback):
@@ -298,7 +290,7 @@ class TrainingCheckpoint:
         monitored = logs.get("val_loss", logs.get("loss"))
         if monitored < self.best:
             self.best = monitored
-            atomic_write(self.model_dir / "model.keras", model.save)
+            atomic_write(self.model_dir / MODEL_FILE, model.save)
         atomic_write(self.state_dir / "last.keras", model.save)
         write_json(self.state_dir / "state.json", {
             "epoch": epoch + 1, "best": self.best, "history": self.history, "run_settings": self.run_settings,
@@ -316,7 +308,7 @@ class TrainingCheckpoint:
                 writer.writeheader()
                 writer.writerows(self.history)
 
-        atomic_write(self.model_dir / "history.csv", write)
+        atomic_write(self.model_dir / HISTORY_FILE, write)
 
 
 def time_limit_callback(max_minutes):
@@ -325,7 +317,6 @@ def time_limit_callback(max_minutes):
     The epoch in progress ends early, is validated and checkpointed as usual, so
     runs with the same budget can be compared fairly however long their epochs are.
     """
-    import keras
 
     class TimeLimit(keras.callbacks.Callback):
         def on_train_begin(self, logs=None):
@@ -359,36 +350,55 @@ def validate(config):
     require(checks)
 
 
-def main(argv=None):
-    config = configure(globals(), argv)
-    validate(config)
-    import autoencoder  # noqa: F401  (first of all: it refuses a Keras backend other than TensorFlow)
-    from preprocess import load_spectrograms
+def write_model_info(model_dir, config, params, class_names, clips, train_indices, validation_indices):
+    """Write ``params.json`` and ``training.json`` into the model folder (see folders.py)."""
+    write_json(Path(model_dir) / PARAMS_FILE, params)
+    write_json(Path(model_dir) / TRAINING_FILE, {
+        "format_version": TRAINING_FORMAT_VERSION,
+        "settings": vars(config),
+        "classes": class_names,
+        "generation_level_db": generation_level(clips, train_indices),
+        "train_clips": len(train_indices),
+        "validation_clips": len(validation_indices),
+        "validation_ids": [clips[i]["id"] for i in validation_indices],
+    })
 
-    spectrograms, clips, params = load_spectrograms(config.SPECTROGRAMS_DIR)
-    del spectrograms  # training reads rows from disk batch by batch
-    reader = SpectrogramReader(Path(config.SPECTROGRAMS_DIR) / "spectrograms.npy")
-    train_indices, validation_indices = split_clips(clips, config.VALIDATION_FRACTION, config.SEED)
 
-    label_names, latent_label_names, labels = [], [], None
+def choose_classes(config, clips):
+    """(the classes the model will know, each clip's class index as (clips, 1) int32, or None).
+
+    The classes come from the clips' labels: what --label and morphs by class accept,
+    one list for every later step (``training.json``'s ``classes``). A conditional
+    model's decoder takes them; otherwise a latent classifier learns them when
+    LATENT_CLASSIFIER_WEIGHT > 0 (labels are returned then only), or only the latent
+    prior gets one Gaussian per class.
+    """
     all_labelled = all(clip.get("label") is not None for clip in clips)
     if config.CONDITIONAL and not all_labelled:
         raise PipelineError("CONDITIONAL=True needs a label for every clip: put each class in its own "
                             "sub-folder of the audio folder (kick/, snare/...) or use FSDD-style names, "
                             "then run preprocess.py again")
-    names = sorted({clip.get("label") for clip in clips} - {None}, key=_natural_key)
-    # The classes the model knows (for --label and morphs by class): one source for every later step.
+    names = sorted({clip.get("label") for clip in clips} - {None}, key=natural_key)
     class_names = names if config.CONDITIONAL or (all_labelled and len(names) > 1) else []
-    if config.CONDITIONAL:
-        label_names = names
-    elif config.LATENT_CLASSIFIER_WEIGHT > 0 and class_names:
-        latent_label_names = names
+    learnt = config.CONDITIONAL or (config.LATENT_CLASSIFIER_WEIGHT > 0 and class_names)
+    if learnt and not config.CONDITIONAL:
         print(f"labels found ({', '.join(names)}): a latent classifier organises the latent space by class "
               f"(LATENT_CLASSIFIER_WEIGHT={config.LATENT_CLASSIFIER_WEIGHT:g}; 0 turns it off)")
-    if label_names or latent_label_names:
-        labels = np.array([[names.index(clip["label"])] for clip in clips], dtype=np.int32)
+    labels = np.array([[names.index(clip["label"])] for clip in clips], dtype=np.int32) if learnt else None
+    return class_names, labels
 
-    import keras
+
+def main(argv=None):
+    config = configure(globals(), argv)
+    validate(config)
+    spectrograms, clips, params = load_spectrograms(config.SPECTROGRAMS_DIR)
+    del spectrograms  # training reads rows from disk batch by batch
+    reader = SpectrogramReader(Path(config.SPECTROGRAMS_DIR) / SPECTROGRAMS_FILE)
+    train_indices, validation_indices = split_clips(clips, config.VALIDATION_FRACTION, config.SEED)
+
+    class_names, labels = choose_classes(config, clips)
+    num_classes = len(class_names) if config.CONDITIONAL else 0
+    latent_classes = len(class_names) if not config.CONDITIONAL and labels is not None else 0
 
     keras.utils.set_random_seed(config.SEED)
     strategy = choose_strategy(config.DISTRIBUTE, config.CPU_REPLICAS)
@@ -409,34 +419,21 @@ def main(argv=None):
     with strategy.scope():
         if resumed:
             model_path, state = resumed
-            from autoencoder import VAE
-
             vae = VAE.load(model_path, compile=True)
             initial_epoch = state["epoch"]
             print(f"resuming the interrupted run in {model_dir} after epoch {initial_epoch}")
         else:
-            if (model_dir / "model.keras").exists():
+            if (model_dir / MODEL_FILE).exists():
                 print(f"{model_dir} already holds a model from other settings: it is replaced when the "
                       f"first epoch of this run ends (use --model_dir=... to keep it)")
-            vae = build_vae(config, input_shape, len(label_names), len(latent_label_names))
+            vae = build_vae(config, input_shape, num_classes, latent_classes)
             initial_epoch = 0
     if config.VERBOSE:
         vae.summary_all()
 
     # Write what generate.py needs before training, so even an interrupted run is usable.
     if chief:
-        write_json(model_dir / "params.json", params)
-        write_json(model_dir / "training.json", {
-            "format_version": TRAINING_FORMAT_VERSION,
-            "settings": vars(config),
-            "class_names": class_names,
-            "label_names": label_names,
-            "latent_label_names": latent_label_names,
-            "generation_level_db": generation_level(clips, train_indices),
-            "train_clips": len(train_indices),
-            "validation_clips": len(validation_indices),
-            "validation_ids": [clips[i]["id"] for i in validation_indices],
-        })
+        write_model_info(model_dir, config, params, class_names, clips, train_indices, validation_indices)
 
     train_data = make_dataset(reader, train_indices, labels, global_batch, shuffle=True, seed=config.SEED,
                               replicas=replicas, first_epoch=initial_epoch)
@@ -466,7 +463,7 @@ def main(argv=None):
                 shuffle=False)  # the dataset shuffles itself, every epoch
     seconds = time.perf_counter() - started
 
-    if chief and not config.CONDITIONAL and (model_dir / "model.keras").exists() and len(train_indices):
+    if chief and not config.CONDITIONAL and (model_dir / MODEL_FILE).exists() and len(train_indices):
         try:
             fit_latent_prior(model_dir, reader, train_indices, clips, class_names)
             print(f"fitted the latent prior for new sounds ({len(class_names) or 'one'} Gaussian"
@@ -475,7 +472,7 @@ def main(argv=None):
             print(f"\nwarning: no latent prior was fitted ({error})")
     if checkpoint.stopped_on_nan:
         print(f"\nerror: the loss became NaN or infinite in epoch {checkpoint.stopped_on_nan}; training stopped. "
-              f"The last good model is kept in {model_dir}/model.keras. Try a lower --learning_rate.")
+              f"The last good model is kept in {model_dir / MODEL_FILE}. Try a lower --learning_rate.")
         raise SystemExit(3)
     if chief:
         shutil.rmtree(checkpoint.state_dir, ignore_errors=True)  # finished: nothing left to resume
@@ -483,7 +480,7 @@ def main(argv=None):
     summary = ", ".join(f"{name} {value:.5g}" for name, value in last.items() if name not in ("epoch", "seconds"))
     print(f"\ntrained {len(checkpoint.history)} epochs in {seconds / 60:.1f} min; last epoch: {summary}")
     if chief:
-        print(f"best model saved to {model_dir}/model.keras (history in {model_dir}/history.csv)")
+        print(f"best model saved to {model_dir / MODEL_FILE} (history in {model_dir / HISTORY_FILE})")
     else:
         print("this worker writes no files: the chief (worker 0) saved the model")
     return checkpoint.history
@@ -495,10 +492,6 @@ def _is_chief(strategy):
     if resolver is None or not getattr(resolver, "task_type", None):
         return True
     return resolver.task_type in ("chief", None) or (resolver.task_type == "worker" and resolver.task_id == 0)
-
-
-def _natural_key(text):
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
 
 
 if __name__ == "__main__":

@@ -30,10 +30,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from generate import load_latent_prior, load_model_folder  # noqa: E402
-from preprocess import load_spectrograms  # noqa: E402
-from soundgenerator import SoundGenerator, stft  # noqa: E402
-from train import _natural_key, split_clips  # noqa: E402
+from folders import decoder_classes, load_latent_prior, load_model_folder, load_spectrograms, natural_key  # noqa: E402
+from phase import stft  # noqa: E402
+from soundgenerator import SoundGenerator  # noqa: E402
+from train import split_clips  # noqa: E402
 
 SAMPLES_PER_CLASS = 30
 CLASSIFIER_EPOCHS = 15
@@ -98,7 +98,7 @@ def judge_samples(listener, samples, level, params, requested=None):
 def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows):
     _, names = listener
     vae, params, training = load_model_folder(model_dir)
-    conditional_names = training["label_names"]
+    conditional_names = decoder_classes(vae, training)
     level = training["generation_level_db"]
     result = {"conditional": bool(conditional_names)}
     prior = None if conditional_names else load_latent_prior(model_dir)
@@ -133,7 +133,7 @@ def main(argv):
     spectrograms, clips, params = load_spectrograms(folder, mmap=False)
     if any(clip.get("label") is None for clip in clips):
         raise SystemExit(f"{folder}: every clip needs a label (class sub-folders or FSDD-style names)")
-    names = sorted({clip["label"] for clip in clips}, key=_natural_key)
+    names = sorted({clip["label"] for clip in clips}, key=natural_key)
     classes = np.array([names.index(clip["label"]) for clip in clips])
     train_rows, test_rows = split_clips(clips, 0.1, 0)
     classifier, accuracy = train_classifier(spectrograms, classes, len(names), train_rows, test_rows)

@@ -148,7 +148,8 @@ def cpu_name():
 def phase_check(held_data, held_clips, params, repeats=3):
     """Spectral convergence and CPU ms per second of audio of the default phase reconstruction, on
     the true held-out spectrograms (the magnitudes that survive the pipeline), at the kit's rate."""
-    from soundgenerator import SoundGenerator, spectral_convergence
+    from phase import spectral_convergence
+    from soundgenerator import SoundGenerator
 
     generator = SoundGenerator(params["sample_rate"], params["frame_size"], params["hop_length"])
     minima = np.array([clip["min"] for clip in held_clips])
@@ -170,8 +171,10 @@ def main(argv):
     import csv
 
     import evaluate
+    import folders
     import generate
     import preprocess
+    import spectrogram
     import train
     from class_recognition import train_classifier
 
@@ -195,19 +198,19 @@ def main(argv):
                     "--verbose=0", *extra])
         training_seconds = round(time.perf_counter() - started, 1)
     train_dir, held_dir = workdir / "train", workdir / "held_out"
-    classes = json.loads((model_dir / "training.json").read_text())["class_names"]
+    classes = folders.read_training(model_dir)["classes"]
     generate.main([f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}", f"--output_dir={output_dir}",
                    f"--num_generated={SAMPLES_PER_CLASS * len(classes)}", "--num_reconstructed=0"])
     params = json.loads((model_dir / "params.json").read_text())
 
     # The stand-in listener, trained on the training clips.
-    data, clips, _ = preprocess.load_spectrograms(spectrograms, mmap=False)
+    data, clips, _ = folders.load_spectrograms(spectrograms, mmap=False)
     labels = np.array([classes.index(clip["label"]) for clip in clips])
-    held_config = preprocess.settings_from_params(params)
+    held_config = folders.settings_from_params(params)
     held_spectrograms = workdir / "held_out_spectrograms"
     preprocess.main([f"--audio_dir={held_dir}", f"--spectrograms_dir={held_spectrograms}"]
                     + [f"--{name.lower()}={value}" for name, value in held_config.items()])
-    held_data, held_clips, _ = preprocess.load_spectrograms(held_spectrograms, mmap=False)
+    held_data, held_clips, _ = folders.load_spectrograms(held_spectrograms, mmap=False)
     held_labels = np.array([classes.index(clip["label"]) for clip in held_clips])
     both = np.concatenate([data, held_data])
     all_labels = np.concatenate([labels, held_labels])
@@ -216,7 +219,7 @@ def main(argv):
 
     generated = sorted((output_dir / "generated").glob("*.wav"))
     asked = np.array([classes.index(path.stem.split("_")[1]) for path in generated])
-    heard = np.stack([generate.spectrogram_of_file(path, params)[0] for path in generated])
+    heard = np.stack([spectrogram.spectrogram_of_file(path, params)[0] for path in generated])
     recognised = listener.predict(heard[..., None], verbose=0).argmax(axis=1)
     per_class = {name: round(float(np.mean(recognised[asked == c] == c)), 3) for c, name in enumerate(classes)}
 
@@ -225,7 +228,7 @@ def main(argv):
     infos = [sf.info(path) for path in generated]
     peaks = [20 * np.log10(np.max(np.abs(sf.read(path)[0]))) for path in generated]
     rate = params["sample_rate"]
-    loader = preprocess.Loader(rate)  # whole files, mixed to mono, at the model's rate
+    loader = spectrogram.Loader(rate)  # whole files, mixed to mono, at the model's rate
     signals = {path: loader.load(path) for path in generated}
 
     def of_class(name, held=True):
@@ -258,7 +261,7 @@ def main(argv):
     epoch_seconds = np.diff([0.0] + [float(row["seconds"]) for row in history])
     from autoencoder import VAE
 
-    vae = VAE.load(model_dir)
+    vae = VAE.load(model_dir / folders.MODEL_FILE)
     forward = conv_macs(vae.encoder) + conv_macs(vae.decoder)
     training_flops = 3 * 2 * forward  # forward, and about twice that backwards
     training = json.loads((model_dir / "training.json").read_text())

@@ -80,9 +80,8 @@ def test_training_lowers_the_reconstruction_loss():
 def test_saved_model_loads_and_predicts_identically(tmp_path):
     vae = tiny_vae()
     vae.fit(blobs(16), epochs=2, batch_size=8, verbose=0)
-    vae.save(tmp_path / "model_dir")
-    assert (tmp_path / "model_dir" / "model.keras").exists()
-    loaded = VAE.load(tmp_path / "model_dir")
+    vae.save(tmp_path / "model.keras")
+    loaded = VAE.load(tmp_path / "model.keras")
     x = blobs(4, seed=3)
     np.testing.assert_array_equal(vae.predict(x, verbose=0), loaded.predict(x, verbose=0))
     assert loaded.get_config()["latent_space_dim"] == 3
@@ -151,8 +150,8 @@ def test_latent_classifier_learns_the_labels_and_survives_saving(tmp_path):
     assert np.mean(probabilities.argmax(axis=1) == labels[:, 0]) >= 0.9
     means, _ = vae.encode(x)
     np.testing.assert_allclose(vae.classify_latents(means), probabilities, rtol=1e-5, atol=1e-6)
-    vae.save(tmp_path / "model")
-    loaded = VAE.load(tmp_path / "model")
+    vae.save(tmp_path / "model.keras")
+    loaded = VAE.load(tmp_path / "model.keras")
     assert loaded.latent_classes == 2 and loaded.latent_classifier_weight == 10.0
     np.testing.assert_allclose(loaded.classify(x), probabilities, rtol=1e-5, atol=1e-6)
     # Unconditional: the decoder needs no label.
@@ -176,7 +175,7 @@ def two_clusters(count=400, seed=0):
 
 
 def test_latent_prior_fits_one_gaussian_per_class_and_samples_the_requested_one():
-    from autoencoder import LatentPrior
+    from latent_space import LatentPrior
 
     latents, labels = two_clusters()
     prior = LatentPrior.fit(latents, labels, ["kick", "snare"])
@@ -194,7 +193,7 @@ def test_latent_prior_fits_one_gaussian_per_class_and_samples_the_requested_one(
 
 
 def test_a_class_with_one_clip_is_not_copied_and_json_round_trips():
-    from autoencoder import LatentPrior
+    from latent_space import LatentPrior
 
     latents, labels = two_clusters()
     latents, labels = np.concatenate([latents, [[0.0, 9.0]]]), np.append(labels, 2)
@@ -212,7 +211,7 @@ def test_a_class_with_one_clip_is_not_copied_and_json_round_trips():
 
 
 def test_sampling_an_unconditional_vae_from_a_fitted_prior_decodes_those_latents():
-    from autoencoder import LatentPrior
+    from latent_space import LatentPrior
 
     vae = tiny_vae()
     prior = LatentPrior.fit(np.random.default_rng(0).normal(5.0, 0.01, (50, 3)))
@@ -222,7 +221,7 @@ def test_sampling_an_unconditional_vae_from_a_fitted_prior_decodes_those_latents
 
 
 def test_a_latent_prior_refuses_nan_latents_whatever_the_lapack_build():
-    from autoencoder import LatentPrior
+    from latent_space import LatentPrior
 
     latents = np.random.default_rng(0).normal(size=(10, 3))
     latents[4, 1] = np.nan

@@ -9,6 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import folders
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # Runs in a fresh interpreter (logical devices must be set before TensorFlow starts):
@@ -143,9 +145,8 @@ def test_train_py_with_distribute_multi_worker_runs_and_only_worker_0_writes(tmp
     assert written == ["history.csv", "latent_prior.json", "model.keras", "params.json", "training.json"]
     with open(model_dirs[0] / "history.csv") as file:
         assert len(file.read().strip().splitlines()) == 1 + 3
-    import generate
-    vae, _, training = generate.load_model_folder(model_dirs[0])
-    assert training["class_names"] == ["clap", "hihat", "kick", "snare", "tom"]
+    vae, _, training = folders.load_model_folder(model_dirs[0])
+    assert training["classes"] == ["clap", "hihat", "kick", "snare", "tom"]
     assert vae.latent_space_dim == 4
     with pytest.raises(Exception, match="MAX_MINUTES cannot be used with DISTRIBUTE=multi_worker"):
         train.validate(train.configure(vars(train), ["--distribute=multi_worker", "--max_minutes=5"]))

@@ -5,8 +5,8 @@ import json
 import numpy as np
 import pytest
 
+import folders
 import evaluate
-import preprocess
 
 
 def test_log_spectral_distance_uses_each_clips_own_db_range():
@@ -66,8 +66,8 @@ def test_evaluate_scores_latent_labels_on_a_held_out_audio_folder(tmp_path, labe
     assert results["label_classes"] == 5
     from autoencoder import VAE
 
-    spectrograms, clips, _ = preprocess.load_spectrograms(root / "spectrograms")  # the same 20 files
-    means, _ = VAE.load(root / "model").encode(spectrograms)
+    spectrograms, clips, _ = folders.load_spectrograms(root / "spectrograms")  # the same 20 files
+    means, _ = VAE.load(root / "model" / "model.keras").encode(spectrograms)
     expected = evaluate.nearest_neighbour_accuracy(means, [clip["label"] for clip in clips])
     assert results["latent_1nn_label_accuracy"] == pytest.approx(expected, abs=1e-6)
     assert results["chance_accuracy"] == pytest.approx(0.2)

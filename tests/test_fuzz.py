@@ -15,7 +15,8 @@ import soundfile as sf
 
 import preprocess
 from configurator import configure
-from preprocess import PreprocessingPipeline, load_spectrograms
+from folders import load_spectrograms
+from preprocess import PreprocessingPipeline
 
 SEED = 20240611
 FUZZ_CASES = 200

@@ -7,11 +7,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import folders
+import listening_page
 import generate
-import preprocess
 from configurator import PipelineError
 from conftest import DURATION, SAMPLE_RATE, copy_project, tiny_project
 from data.synthesize_drums import DRUM_CLASSES
+from spectrogram import spectrogram_of_file, wav_spectrogram_db
 
 CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, snare, tom
 
@@ -20,7 +22,7 @@ CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, 
 def conditional(conditional_project):
     """The session's tiny class-conditional model (20 drum clips, 5 class folders x 4), loaded."""
     root = conditional_project
-    vae, params, training = generate.load_model_folder(root / "model")
+    vae, params, training = folders.load_model_folder(root / "model")
     return root, vae, params, training
 
 
@@ -120,9 +122,9 @@ def test_interpolation_refuses_bad_arguments():
 @pytest.mark.slow
 def test_an_audio_file_becomes_the_same_spectrogram_preprocess_made(conditional):
     root, _, params, _ = conditional
-    data, clips, _ = preprocess.load_spectrograms(root / "spectrograms")
+    data, clips, _ = folders.load_spectrograms(root / "spectrograms")
     index = next(i for i, clip in enumerate(clips) if clip["id"] == "kick/kick_002.wav")
-    spectrogram, min_db, max_db = generate.spectrogram_of_file(root / "audio" / "kick" / "kick_002.wav", params)
+    spectrogram, min_db, max_db = spectrogram_of_file(root / "audio" / "kick" / "kick_002.wav", params)
     np.testing.assert_allclose(spectrogram, data[index], atol=1e-6)
     assert (round(min_db, 4), round(max_db, 4)) == (clips[index]["min"], clips[index]["max"])
 
@@ -132,7 +134,7 @@ def test_a_file_end_is_the_latent_mean_of_the_file_with_its_folder_class(conditi
     root, vae, params, training = conditional
     path = root / "audio" / "kick" / "kick_002.wav"
     end = generate.morph_end(str(path), "MORPH_FROM", vae, params, training, root / "spectrograms")
-    spectrogram, min_db, max_db = generate.spectrogram_of_file(path, params)
+    spectrogram, min_db, max_db = spectrogram_of_file(path, params)
     expected, _ = vae.encode(spectrogram[np.newaxis], [CLASSES.index("kick")])
     assert (end.name, end.label, end.min_db, end.max_db) == ("kick_002.wav", CLASSES.index("kick"), min_db, max_db)
     np.testing.assert_allclose(end.latent, expected[0], rtol=1e-5)
@@ -141,7 +143,7 @@ def test_a_file_end_is_the_latent_mean_of_the_file_with_its_folder_class(conditi
 @pytest.mark.slow
 def test_a_class_end_is_the_mean_latent_of_that_class_clips(conditional):
     root, vae, params, training = conditional
-    data, clips, _ = preprocess.load_spectrograms(root / "spectrograms")
+    data, clips, _ = folders.load_spectrograms(root / "spectrograms")
     snares = [i for i, clip in enumerate(clips) if clip["label"] == "snare"]
     means, _ = vae.encode(np.asarray(data[snares]), np.full(len(snares), CLASSES.index("snare")))
     end = generate.morph_end("snare", "MORPH_TO", vae, params, training, root / "spectrograms")
@@ -250,7 +252,7 @@ def test_an_unreadable_audio_file_is_refused_with_its_reason(tmp_path):
     broken = tmp_path / "broken.wav"
     broken.write_bytes(b"not audio at all")
     with pytest.raises(PipelineError, match=r"cannot use .*broken.wav: unreadable audio"):
-        generate.spectrogram_of_file(broken, {"sample_rate": 8000, "num_samples": 2400, "frame_size": 128,
+        spectrogram_of_file(broken, {"sample_rate": 8000, "num_samples": 2400, "frame_size": 128,
                                               "hop_length": 32, "top_db": 80.0})
 
 
@@ -267,24 +269,31 @@ def test_impossible_morph_and_page_settings_are_refused_before_loading_a_model(t
 
 # --- the listening page (no model) ------------------------------------------------------
 
-def test_the_page_pictures_show_the_same_decibels_as_plot_spectrograms(tmp_path):
-    from plot_spectrograms import wav_spectrogram_db
+def test_the_pictures_of_a_sound_show_librosas_decibels_relative_to_its_peak(tmp_path):
+    import librosa
 
     params = {"sample_rate": 8000, "frame_size": 128, "hop_length": 32}
     time = np.arange(2400) / 8000
-    sf.write(tmp_path / "tone.wav", 0.5 * np.sin(2 * np.pi * 440 * time) * np.exp(-8 * time), 8000)
+    tone = 0.5 * np.sin(2 * np.pi * 440 * time) * np.exp(-8 * time)
+    sf.write(tmp_path / "tone.wav", tone, 8000, subtype="FLOAT")
     sf.write(tmp_path / "silence.wav", np.zeros(2400), 8000)
-    for name in ("tone.wav", "silence.wav"):
-        expected = wav_spectrogram_db(tmp_path / name, params)
-        np.testing.assert_allclose(generate.peak_relative_db(tmp_path / name, params), expected, atol=0.01)  # dB
-    assert generate.peak_relative_db(tmp_path / "tone.wav", params).min() == pytest.approx(-80.0)
+    expected = librosa.amplitude_to_db(np.abs(librosa.stft(tone.astype(np.float32), n_fft=128, hop_length=32)),
+                                       ref=np.max)
+    np.testing.assert_allclose(wav_spectrogram_db(tmp_path / "tone.wav", params), expected, atol=0.01)
+    assert wav_spectrogram_db(tmp_path / "tone.wav", params).min() == pytest.approx(-80.0)
+    assert np.all(wav_spectrogram_db(tmp_path / "silence.wav", params) == -80.0)  # an even floor
+    # A file at another rate is resampled to the model's first: same frequency axis, same length in time.
+    sf.write(tmp_path / "tone_16k.wav", librosa.resample(tone, orig_sr=8000, target_sr=16000), 16000, subtype="FLOAT")
+    resampled = wav_spectrogram_db(tmp_path / "tone_16k.wav", params)
+    assert resampled.shape == expected.shape
+    assert np.argmax(resampled.mean(axis=1)) == np.argmax(expected.mean(axis=1))  # the tone's 440 Hz bin
 
 
 def test_every_sound_gets_a_png_of_the_requested_size(tmp_path):
     params = {"sample_rate": 8000, "frame_size": 128, "hop_length": 32}
     for index, length in enumerate((2400, 2400, 4000)):  # the third, longer, needs a figure of its own
         sf.write(tmp_path / f"{index}.wav", np.random.default_rng(index).standard_normal(length) * 0.1, 8000)
-    pictures = generate.write_spectrogram_pngs([tmp_path / f"{index}.wav" for index in range(3)],
+    pictures = listening_page.write_spectrogram_pngs([tmp_path / f"{index}.wav" for index in range(3)],
                                                [tmp_path / "png" / f"{index}.png" for index in range(3)],
                                                params, size=(300, 150))
     import matplotlib.image
@@ -297,7 +306,7 @@ def test_every_text_on_the_listening_page_is_html_escaped():
     hostile = '<script>alert("x")</script>&'
     sounds = [{"kind": "generated", "name": hostile, "label": hostile,
                "wav": Path("generated") / f"{hostile}.wav", "png": Path("spectrograms") / "a b#c.png"}]
-    page = generate.listening_page_html(sounds, {"MODEL_DIR": hostile, "LABEL": hostile}, {"sample_rate": 8000},
+    page = listening_page.listening_page_html(sounds, {"MODEL_DIR": hostile, "LABEL": hostile}, {"sample_rate": 8000},
                                         label_names=[hostile])
     assert "<script" not in page and 'alert("x")' not in page
     assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt;&amp;" in page  # the name, label and title
@@ -313,7 +322,7 @@ def test_the_listening_page_groups_sounds_by_class_and_pairs_originals_with_reco
     sounds = [sound("generated", "generated_kick_000", "kick"), sound("generated", "generated_snare_001", "snare"),
               sound("generated", "generated_kick_002", "kick"),
               sound("original", "tom_1", "tom"), sound("reconstructed", "tom_1", "tom")]
-    page = generate.listening_page_html(sounds, {}, {"sample_rate": 8000})
+    page = listening_page.listening_page_html(sounds, {}, {"sample_rate": 8000})
     order = [page.index(text) for text in ("<h3>kick</h3>", "generated/generated_kick_000.wav",
                                            "generated/generated_kick_002.wav", "<h3>snare</h3>",
                                            "generated/generated_snare_001.wav", "<h3>tom</h3>",
@@ -331,14 +340,15 @@ def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them
 
     root, history = labelled_project
     training = json.loads((root / "model" / "training.json").read_text())
-    assert training["latent_label_names"] == CLASSES and training["label_names"] == []
+    assert training["classes"] == CLASSES  # one list of classes, whatever learnt them
+    assert not {"class_names", "label_names", "latent_label_names"} & set(training)
     with open(root / "model" / "history.csv") as file:
         rows = list(csv.DictReader(file))
     assert len(rows) == 8 == len(history)
     assert float(rows[0]["label_loss"]) > 0 and "val_label_loss" in rows[0]
-    vae, _, _ = generate.load_model_folder(root / "model")
+    vae, _, _ = folders.load_model_folder(root / "model")
     assert vae.latent_classes == len(CLASSES) and vae.num_classes == 0  # unconditional
-    spectrograms, clips, _ = preprocess.load_spectrograms(root / "spectrograms")
+    spectrograms, clips, _ = folders.load_spectrograms(root / "spectrograms")
     assert vae.classify(spectrograms).shape == (len(clips), len(CLASSES))
 
 
@@ -392,8 +402,9 @@ def test_without_the_training_clips_a_stale_prior_gives_way_to_the_standard_norm
 def test_without_the_latent_classifier_labelled_clips_still_give_classes_for_label_and_morph(tmp_path):
     tiny_project(tmp_path, 2, "--latent_classifier_weight=0")
     training = json.loads((tmp_path / "model" / "training.json").read_text())
-    assert training["class_names"] == CLASSES
-    assert training["latent_label_names"] == [] and training["label_names"] == []
+    assert training["classes"] == CLASSES
+    vae, _, _ = folders.load_model_folder(tmp_path / "model")
+    assert vae.latent_classes == 0 and vae.num_classes == 0  # only the prior knows the classes
     assert json.loads((tmp_path / "model" / "latent_prior.json").read_text())["classes"] == CLASSES
     written = run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
     assert [path.name for path in written["generated"]] == ["generated_snare_000.wav", "generated_snare_001.wav"]

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import folders
 import generate
 import preprocess
 import train
@@ -213,8 +214,8 @@ def inference_and_training_mse(root, *train_args):
 
     # 16 training clips in batches of 8: two steps an epoch, as with a small real folder.
     history = tiny_project(root, 20, "--learning_rate=0.005", *train_args)
-    vae = VAE.load(root / "model")
-    spectrograms, clips, _ = preprocess.load_spectrograms(root / "spectrograms")
+    vae = VAE.load(root / "model" / "model.keras")
+    spectrograms, clips, _ = folders.load_spectrograms(root / "spectrograms")
     held_out = set(json.loads((root / "model" / "training.json").read_text())["validation_ids"])
     rows = [i for i, clip in enumerate(clips) if clip["id"] not in held_out]
     reconstructions, _ = vae.reconstruct(np.asarray(spectrograms[rows]))
@@ -274,5 +275,6 @@ def test_a_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     assert len(set(whole[:, 2])) > 1, "the learning rate was never halved: the schedule was not exercised"
     # TensorFlow's CPU kernels are deterministic here; a small tolerance allows for thread scheduling.
     np.testing.assert_allclose(resumed, whole, rtol=1e-4)
-    for a, b in zip(VAE.load(tmp_path / "whole").get_weights(), VAE.load(tmp_path / "resumed").get_weights()):
+    for a, b in zip(VAE.load(tmp_path / "whole" / "model.keras").get_weights(),
+                    VAE.load(tmp_path / "resumed" / "model.keras").get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)

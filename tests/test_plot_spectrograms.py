@@ -11,9 +11,8 @@ import soundfile as sf
 
 import preprocess
 from configurator import PipelineError
+from latent_space import latent_grid_points, latent_pca
 from plot_spectrograms import (
-    latent_grid_points,
-    latent_pca,
     main,
     plot_comparison,
     plot_generated,
@@ -100,7 +99,8 @@ def project(tmp_path_factory):
     _write_json(spectrograms_dir / "params.json", PARAMS)
 
     vae = VAE((N_BINS, N_FRAMES, 1), [4, 8], [3, 3], [2, 2], latent_space_dim=3, seed=0)
-    vae.save(model_dir)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    vae.save(model_dir / "model.keras")
     _write_json(model_dir / "params.json", PARAMS)
     _write_json(model_dir / "training.json", {
         "format_version": 1, "label_names": [], "generation_level_db": {"min": -60.0, "max": 10.0},
@@ -279,7 +279,7 @@ def test_nothing_to_plot_raises_a_pipeline_error_naming_train_py(tmp_path):
 
 
 def test_discriminant_directions_separate_classes_that_pca_mixes():
-    from plot_spectrograms import latent_discriminants, latent_pca
+    from latent_space import latent_discriminants, latent_pca
 
     rng = np.random.default_rng(0)
     groups = np.repeat(["a", "b", "c"], 100)

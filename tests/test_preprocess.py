@@ -9,11 +9,15 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import folders
+import spectrogram as spectrogram_module
+import workers as workers_module
 import preprocess
 from configurator import PipelineError, configure
 from conftest import tone
-from preprocess import (Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder, PreprocessingPipeline,
-                        load_spectrograms)
+from folders import load_spectrograms
+from preprocess import PreprocessingPipeline
+from spectrogram import Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder
 
 
 def run_preprocess(audio_dir, spectrograms_dir, *extra):
@@ -96,7 +100,7 @@ def test_a_batch_of_clips_gives_exactly_the_spectrograms_of_one_call_per_clip():
         assert np.array_equal(row, extractor.extract(clip))  # bit for bit
         # librosa's own dB conversion, one clip at a time: each clip keeps TOP_DB below its own peak
         stft = librosa.stft(clip, n_fft=512, hop_length=256)[:-1]
-        expected = librosa.amplitude_to_db(np.abs(stft), ref=1.0, amin=preprocess.AMIN, top_db=80.0)
+        expected = librosa.amplitude_to_db(np.abs(stft), ref=1.0, amin=spectrogram_module.AMIN, top_db=80.0)
         assert np.array_equal(row, expected)
         assert row.max() - row.min() == pytest.approx(80.0, abs=1e-3)
     assert batch[0].max() - batch[1].max() == pytest.approx(60.0, abs=0.5)  # -60 dB quieter tone
@@ -153,6 +157,7 @@ def test_spawned_and_forked_workers_and_one_process_write_identical_files(audio_
     written = {}
     for start_method, workers in [("spawn", 2), ("fork", 2), ("fork", 1)]:
         monkeypatch.setattr(preprocess, "worker_start_method", lambda: start_method)
+        monkeypatch.setattr(workers_module, "worker_start_method", lambda: start_method)
         out = tmp_path / f"{start_method}_{workers}"
         run_preprocess(audio_folder, out, f"--num_workers={workers}")
         written[start_method, workers] = [(out / name).read_bytes() for name in ("spectrograms.npy", "clips.json")]
@@ -160,7 +165,7 @@ def test_spawned_and_forked_workers_and_one_process_write_identical_files(audio_
 
 
 def test_workers_start_by_fork_on_linux_only():
-    assert preprocess.worker_start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
+    assert workers_module.worker_start_method() == ("fork" if sys.platform.startswith("linux") else "spawn")
 
 
 @pytest.mark.parametrize("workers", [1, 2])
@@ -177,7 +182,7 @@ def test_slots_are_written_and_read_the_same_without_pwrite_and_pread(audio_fold
 
 def test_flush_falls_back_to_fsync_without_fdatasync(tmp_path, monkeypatch):
     """As on macOS, which has no fdatasync."""
-    saver = preprocess.Saver(tmp_path / "spectrograms")
+    saver = folders.Saver(tmp_path / "spectrograms")
     saver.begin(n_bins=4, n_frames=3, capacity=2)
     synced = []
     monkeypatch.delattr(os, "fdatasync", raising=False)
@@ -258,7 +263,7 @@ def test_the_default_audio_folder_is_created_and_filled_with_demo_drums(tmp_path
 @pytest.mark.parametrize("workers", [1, 2])
 def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder, tmp_path, monkeypatch, workers):
     flushed_with = []  # how many slots held a spectrogram at each flush
-    real_flush = preprocess.Saver.flush
+    real_flush = folders.Saver.flush
 
     def counting_flush(saver):
         data = np.frombuffer(Path(saver.scratch_path).read_bytes()[saver.offset:], dtype="<f4")
@@ -267,7 +272,7 @@ def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder
         real_flush(saver)
 
     monkeypatch.setattr(preprocess, "FLUSH_EVERY", 2)
-    monkeypatch.setattr(preprocess.Saver, "flush", counting_flush)
+    monkeypatch.setattr(folders.Saver, "flush", counting_flush)
     # One file per batch, so that the spectrograms written at each flush can be counted.
     run_preprocess(audio_folder, tmp_path / "flushed", f"--num_workers={workers}", "--batch_files=1")
     # 6 files: a flush after every second outcome, each after that many spectrograms were written
@@ -283,17 +288,17 @@ def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder
 
 def test_work_is_split_into_chunks_that_shrink_towards_the_end():
     items = list(range(1000))
-    chunks = [items[chunk] for chunk in preprocess._chunks(len(items), workers=2, largest=32)]
+    chunks = [items[chunk] for chunk in workers_module.chunks_of(len(items), workers=2, largest=32)]
     assert [item for chunk in chunks for item in chunk] == items  # every file once, in order
     sizes = [len(chunk) for chunk in chunks]
     assert max(sizes) == 32 and sizes[0] == 32
     assert sizes == sorted(sizes, reverse=True)
     assert sizes[-4:] == [1, 1, 1, 1]  # the last tasks are single files, so both workers end together
-    assert preprocess._chunks(0, workers=2, largest=32) == []
-    assert [len(range(5)[chunk]) for chunk in preprocess._chunks(5, workers=4, largest=32)] == [1, 1, 1, 1, 1]
+    assert workers_module.chunks_of(0, workers=2, largest=32) == []
+    assert [len(range(5)[chunk]) for chunk in workers_module.chunks_of(5, workers=4, largest=32)] == [1, 1, 1, 1, 1]
     # One process: full chunks to the end; BATCH_FILES=1: one file at a time.
-    assert [len(range(100)[chunk]) for chunk in preprocess._chunks(100, workers=1, largest=32)] == [32, 32, 32, 4]
-    assert preprocess._chunks(3, workers=1, largest=1) == [slice(0, 1), slice(1, 2), slice(2, 3)]
+    assert [len(range(100)[chunk]) for chunk in workers_module.chunks_of(100, workers=1, largest=32)] == [32, 32, 32, 4]
+    assert workers_module.chunks_of(3, workers=1, largest=1) == [slice(0, 1), slice(1, 2), slice(2, 3)]
 
 
 def test_clips_index_is_json_with_one_clip_per_line(audio_folder, tmp_path):
@@ -358,8 +363,8 @@ def test_every_clip_starts_at_its_attack():
     late = ringing_hit(0.3, rate, 0.5, delay=0.25)
     params = {"sample_rate": rate, "num_samples": 2400, "align_onsets": True, "onset_db": -40.0, "pre_roll": 0.005,
               "fade_out": 0.05, "long_files": "cut", "max_clips_per_file": 1}
-    clip = preprocess.clips_of_signal(late, params)[0]
+    clip = spectrogram_module.clips_of_signal(late, params)[0]
     attack = int(np.argmax(np.abs(clip) >= 0.01 * np.abs(clip).max()))
     assert attack == pytest.approx(0.005 * rate, abs=2)  # the pre-roll, not 0.25 s of silence
-    unaligned = preprocess.clips_of_signal(late, {**params, "align_onsets": False})[0]
+    unaligned = spectrogram_module.clips_of_signal(late, {**params, "align_onsets": False})[0]
     assert np.max(np.abs(unaligned[:int(0.24 * rate)])) == 0.0

@@ -22,11 +22,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+import spectrogram
 import preprocess
 from configurator import PipelineError, configure
 from conftest import tone
 from fileio import MAX_NAME_BYTES, safe_name
-from preprocess import Loader, PreprocessingPipeline, Saver, load_spectrograms
+from folders import Saver, load_spectrograms
+from preprocess import PreprocessingPipeline
+from spectrogram import Loader
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
 SAMPLE_RATE = 22050
@@ -275,7 +278,7 @@ def test_a_two_minute_96_khz_file_costs_little_memory_and_time(tmp_path):
     seconds = time.perf_counter() - started
     _, peak_bytes = tracemalloc.get_traced_memory()
     tracemalloc.stop()
-    assert len(signal) == pytest.approx((0.74 + preprocess.RESAMPLE_MARGIN) * SAMPLE_RATE, abs=2)
+    assert len(signal) == pytest.approx((0.74 + spectrogram.RESAMPLE_MARGIN) * SAMPLE_RATE, abs=2)
     assert peak_bytes < 5_000_000  # the whole file as float32 would be 46 MB
     assert seconds < 1.0
 
@@ -535,8 +538,7 @@ def write_model_folder(folder, format_version, model_bytes):
 
 
 def test_load_model_folder_refuses_another_training_format_version(tmp_path):
-    from generate import load_model_folder
-    from train import TRAINING_FORMAT_VERSION
+    from folders import TRAINING_FORMAT_VERSION, load_model_folder
 
     folder = write_model_folder(tmp_path / "model", TRAINING_FORMAT_VERSION + 1, b"not even looked at")
     with pytest.raises(PipelineError, match="incompatible version of train.py"):
@@ -544,8 +546,7 @@ def test_load_model_folder_refuses_another_training_format_version(tmp_path):
 
 
 def test_load_model_folder_refuses_a_damaged_model_file(tmp_path):
-    from generate import load_model_folder
-    from train import TRAINING_FORMAT_VERSION
+    from folders import TRAINING_FORMAT_VERSION, load_model_folder
 
     garbage = np.random.default_rng(0).bytes(4096)
     folder = write_model_folder(tmp_path / "model", TRAINING_FORMAT_VERSION, b"PK\x03\x04" + garbage)

@@ -1,0 +1,206 @@
+"""Where sounds lie in a trained model's latent space: the prior new sounds come from, and its main directions.
+
+Plain numpy on latent vectors (what ``VAE.encode`` returns); nothing here loads
+TensorFlow. ``LatentPrior`` is saved beside the model as ``latent_prior.json``
+(see folders.py); the PCA and discriminant directions draw the latent map.
+"""
+
+import numpy as np
+
+
+class LatentPrior:
+    """Gaussians fitted to the latent means of the training clips: one per class, or one for all.
+
+    A VAE's aggregate posterior rarely fills N(0, I) evenly; drawing new latent
+    vectors where the training clips actually lie gives clearer, more varied
+    sounds (ex-post density estimation), and one Gaussian per class gives sounds
+    of a requested class from an unconditional model. A class with few clips is
+    shrunk towards the within-class spread pooled over all classes, so it never
+    collapses onto copies and stays where its clips are.
+    Saved as JSON next to the model it was fitted for.
+    """
+
+    FORMAT_VERSION = 1
+
+    def __init__(self, classes, counts, means, covariances):
+        self.classes = list(classes)      # [] for one Gaussian over every clip
+        self.counts = [int(c) for c in counts]
+        self.means = np.asarray(means, dtype=np.float64)
+        self.covariances = np.asarray(covariances, dtype=np.float64)
+        if not (np.all(np.isfinite(self.means)) and np.all(np.isfinite(self.covariances))):
+            raise ValueError("a latent prior needs finite means and covariances")
+        # Square roots of the covariances (eigen-decomposition: works when singular too).
+        values, vectors = np.linalg.eigh(self.covariances)
+        self.factors = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
+
+    @classmethod
+    def fit(cls, latent_means, labels=None, classes=()):
+        """Fit to latent means (n, dim); ``labels`` are indices into ``classes`` (None: one Gaussian)."""
+        latents = np.asarray(latent_means, dtype=np.float64)
+        if latents.ndim != 2 or not len(latents):
+            raise ValueError(f"latent means must be a non-empty (clips, dim) array, got shape {latents.shape}")
+        if not np.all(np.isfinite(latents)):
+            # eigh() of a NaN covariance raises or returns garbage depending on the LAPACK build.
+            bad = int(np.sum(~np.all(np.isfinite(latents), axis=1)))
+            raise ValueError(f"{bad} of {len(latents)} latent means are NaN or infinite: "
+                             f"cannot fit a latent prior to them")
+        dim = latents.shape[1]
+        overall = np.cov(latents, rowvar=False).reshape(dim, dim) if len(latents) > 1 else np.eye(dim)
+        if labels is None or not len(classes):
+            return cls([], [len(latents)], latents.mean(axis=0)[None], overall[None])
+        labels = np.asarray(labels).reshape(-1)
+        groups = [latents[labels == index] for index in range(len(classes))]
+        for name, members in zip(classes, groups):
+            if not len(members):
+                raise ValueError(f"class {name!r} has no clips to fit its latent Gaussian to")
+        # The spread of clips around their own class mean, pooled over the classes: what a small class
+        # is shrunk towards. (The spread of all clips would also hold the distances between the
+        # classes, and a small class's samples would wander into the others.)
+        centred = [members - members.mean(axis=0) for members in groups]
+        scatter = sum(deviations.T @ deviations for deviations in centred)
+        pooled = scatter / (len(latents) - len(groups)) if len(latents) > len(groups) else overall
+        counts, means, covariances = [], [], []
+        for members in groups:
+            own = np.cov(members, rowvar=False).reshape(dim, dim) if len(members) > 1 else np.zeros((dim, dim))
+            shrink = dim / (dim + len(members))
+            counts.append(len(members))
+            means.append(members.mean(axis=0))
+            covariances.append((1 - shrink) * own + shrink * pooled)
+        return cls(classes, counts, means, covariances)
+
+    def sample(self, count, labels=None, rng=None, temperature=1.0):
+        """``count`` latent vectors (float32); ``labels`` picks the class of each (None: every class in turn)."""
+        rng = rng if rng is not None else np.random.default_rng(0)
+        if labels is None:
+            components = np.arange(count) % len(self.means)
+        else:
+            components = np.broadcast_to(np.asarray(labels, dtype=int).reshape(-1), (count,))
+            if components.min() < 0 or components.max() >= len(self.means):
+                raise ValueError(f"labels must be in 0..{len(self.means) - 1}")
+        noise = rng.standard_normal((count, self.means.shape[1])) * temperature
+        latents = self.means[components] + np.einsum("nij,nj->ni", self.factors[components], noise)
+        return latents.astype("float32")
+
+    def to_json(self):
+        return {"format_version": self.FORMAT_VERSION, "classes": self.classes, "counts": self.counts,
+                "means": self.means.tolist(), "covariances": self.covariances.tolist()}
+
+    @classmethod
+    def from_json(cls, data):
+        if data.get("format_version") != cls.FORMAT_VERSION:
+            raise ValueError(f"unknown latent prior format {data.get('format_version')!r}")
+        return cls(data["classes"], data["counts"], data["means"], data["covariances"])
+
+
+def fit_latent_prior(vae, spectrograms, clips, train_indices, class_names):
+    """Fit a ``LatentPrior`` to where ``vae`` puts the training clips (one Gaussian per class when named).
+
+    Raises ValueError when the clips encode to NaN or infinity (a diverged model or damaged data).
+    """
+    rows = np.sort(np.asarray(train_indices, dtype=int))
+    means = vae.encode_rows(spectrograms, rows)
+    labels = [class_names.index(clips[i]["label"]) for i in rows] if class_names else None
+    return LatentPrior.fit(means, labels, class_names)
+
+
+def latent_pca(means, n_components=2):
+    """Project latent vectors onto their main directions (principal component analysis).
+
+    Parameters
+    ----------
+    means : numpy.ndarray
+        (clips, latent_dim) latent means.
+    n_components : int
+        Number of directions to keep; fewer are returned when the data has fewer
+        dimensions or clips.
+
+    Returns
+    -------
+    projected : numpy.ndarray
+        (clips, n_components) coordinates along the directions.
+    components : numpy.ndarray
+        (n_components, latent_dim) unit directions, most important first; each is
+        signed so that its largest coefficient is positive (reproducible signs).
+    explained_variance_ratio : numpy.ndarray
+        (n_components,) share of the total variance along each direction.
+
+    Examples
+    --------
+    >>> t = np.linspace(-1, 1, 50)[:, None]
+    >>> projected, components, ratio = latent_pca(t * [[3.0, 4.0, 0.0]])
+    >>> bool(ratio[0] > 0.99)
+    True
+    """
+    means = np.asarray(means, dtype=np.float64)
+    if means.ndim != 2 or len(means) == 0:
+        raise ValueError(f"means must be a non-empty (clips, latent_dim) array, got shape {means.shape}")
+    centred = means - means.mean(axis=0)
+    _, singular_values, directions = np.linalg.svd(centred, full_matrices=False)
+    n_components = min(n_components, len(singular_values))
+    components = directions[:n_components]
+    largest = np.argmax(np.abs(components), axis=1)
+    components = components * np.sign(components[np.arange(n_components), largest])[:, None]
+    variances = singular_values ** 2
+    total = variances.sum()
+    explained_variance_ratio = variances[:n_components] / total if total > 0 else np.zeros(n_components)
+    return centred @ components.T, components, explained_variance_ratio
+
+
+def latent_discriminants(means, groups, n_components=2):
+    """Project latent vectors onto the directions that best separate their groups (Fisher's LDA).
+
+    Where PCA keeps the directions of largest spread (on speech, often the
+    speaker), these maximise the spread of the group means against the spread
+    within each group. Needs at least three groups for two directions.
+
+    Returns
+    -------
+    projected : numpy.ndarray
+        (clips, n_components) coordinates, centred, in units of the within-group standard deviation.
+    separation : numpy.ndarray
+        (n_components,) between-group to within-group variance ratio along each direction.
+    """
+    means = np.asarray(means, dtype=np.float64)
+    names = sorted(set(groups), key=str)
+    if len(names) < 3:
+        raise ValueError(f"two discriminant directions need at least 3 groups, got {len(names)}")
+    index = np.array([names.index(group) for group in groups])
+    centred = means - means.mean(axis=0)
+    group_means = np.stack([centred[index == i].mean(axis=0) for i in range(len(names))])
+    within = centred - group_means[index]
+    within_cov = within.T @ within / len(means)
+    between_cov = (group_means.T * np.bincount(index)) @ group_means / len(means)
+    # Whiten the within-group spread (a small ridge keeps unused latent dimensions harmless).
+    values, vectors = np.linalg.eigh(within_cov + 1e-6 * np.trace(within_cov) / len(within_cov) * np.eye(len(within_cov)))
+    whiten = vectors / np.sqrt(values)
+    separation, directions = np.linalg.eigh(whiten.T @ between_cov @ whiten)
+    order = np.argsort(separation)[::-1][:n_components]
+    components = whiten @ directions[:, order]
+    components *= np.sign(components[np.argmax(np.abs(components), axis=0), np.arange(len(order))])
+    return centred @ components, separation[order]
+
+
+def latent_grid_points(means, grid_size, span):
+    """Latent vectors on a grid along the two main PCA directions of ``means``.
+
+    The centre is the mean latent vector; columns move along the first direction,
+    rows along the second (top row = positive), from ``-span`` to ``+span``
+    standard deviations of the clips along that direction.
+
+    Returns
+    -------
+    latents : numpy.ndarray
+        (grid_size, grid_size, latent_dim).
+    offsets : numpy.ndarray
+        (grid_size,) the steps in standard deviations, e.g. [-2, -1, 0, 1, 2].
+    """
+    means = np.asarray(means, dtype=np.float64)
+    projected, components, _ = latent_pca(means)
+    if len(components) < 2:  # a 1-D latent space (or one clip): the second direction is empty
+        components = np.vstack([components, np.zeros((2 - len(components), means.shape[1]))])
+        projected = np.hstack([projected, np.zeros((len(projected), 2 - projected.shape[1]))])
+    deviations = projected.std(axis=0)
+    offsets = np.linspace(-span, span, grid_size)
+    column_steps = offsets[None, :, None] * deviations[0] * components[0]
+    row_steps = offsets[::-1, None, None] * deviations[1] * components[1]
+    return means.mean(axis=0) + column_steps + row_steps, offsets
