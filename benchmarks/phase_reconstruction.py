@@ -33,7 +33,8 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from soundgenerator import SoundGenerator, spectral_convergence  # noqa: E402
+from phase import spectral_convergence  # noqa: E402
+from soundgenerator import SoundGenerator  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "fsdd"
 RESULTS_PATH = REPO_ROOT / "benchmarks" / "results" / "phase_reconstruction.json"

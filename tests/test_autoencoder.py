@@ -87,6 +87,34 @@ def test_saved_model_loads_and_predicts_identically(tmp_path):
     assert loaded.get_config()["latent_space_dim"] == 3
 
 
+def test_keras_builds_the_vae_and_compile_builds_its_optimizer():
+    vae = tiny_vae(latent_classes=2, latent_classifier_weight=1.0)
+    assert vae.built and vae.get_build_config() == {"input_shape": (None, 32, 16, 1)}
+    assert vae.latent_classifier.built
+    assert vae.optimizer.built and len(vae.optimizer.variables) > 2 * len(vae.trainable_variables)  # Adam's two each
+    with pytest.raises(ValueError, match="computes its own loss"):
+        vae.compile(optimizer="adam", loss="mse")
+
+
+def test_fit_under_a_strategy_reads_no_batch_to_build_the_model():
+    # Keras' symbolic build would start one more pass over the data (and under MultiWorkerMirroredStrategy
+    # fail to average its batch, keras-team/keras#20585): a pass here is a start of the generator.
+    import tensorflow as tf
+
+    passes = []
+
+    def batches():
+        passes.append(len(passes))
+        yield from (blobs(8, seed=seed) for seed in range(2))
+
+    dataset = tf.data.Dataset.from_generator(batches, output_signature=tf.TensorSpec((None, 32, 16, 1), tf.float32))
+    dataset = dataset.apply(tf.data.experimental.assert_cardinality(2))
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        vae = tiny_vae()
+    vae.fit(dataset, epochs=2, verbose=0, shuffle=False)
+    assert passes == [0, 1]
+
+
 def test_prior_samples_are_deterministic_for_a_seed():
     vae = tiny_vae()
     first, latents = vae.sample(3, seed=7)
