@@ -30,6 +30,7 @@ from configurator import PipelineError, configure, run_script
 from fileio import safe_name, write_json
 from folders import (CLIPS_FILE, FSDD_NAME, check_same_parameters, clip_label_indices, decoder_classes, load_latent_prior,
                      load_model_folder, load_spectrograms)
+from sample_pack import write_sample_pack
 from phase import DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config
 from plots import FIGURE_STYLE, save_figure, spectrogram_grid
 from soundgenerator import SoundGenerator, finish_for_sampler
@@ -56,6 +57,12 @@ NORMALIZE = True                        # False: only sounds louder than PEAK_DB
 BIT_DEPTH = 24                          # 16 or 24-bit PCM, or 32 (float)
 TRIM_DB = -60.0                         # trailing audio this far below the peak is trimmed
 END_FADE = 0.01                         # seconds of fade at the end, so no sound ends with a click
+# variations of one sound: NUM_GENERATED new sounds near it, instead of sounds from the prior
+VARIATIONS_OF = ""                      # an audio file ("" = none)
+VARIATION_SPREAD = 0.5                  # how far they stray, in posterior standard deviations; 0 = its reconstruction
+# sample pack (pack/): the new sounds named by class, an .sfz and a Decent Sampler .dspreset on General MIDI keys
+PACK = True
+PACK_NAME = "generated_kit"             # file name of the .sfz and .dspreset
 # morphing: both set = a morph from one to the other
 MORPH_FROM = ""                         # an audio file, or a class name of the model
 MORPH_TO = ""
@@ -186,6 +193,36 @@ def class_of_file(path, label_names):
                         f"named after its class (one of: {', '.join(label_names)})")
 
 
+def variations_of(path, vae, params, training, count, spread, seed=0):
+    """Decoded spectrograms of ``count`` sounds near the audio file ``path``.
+
+    The file is encoded as preprocessing would make its spectrogram; each
+    variation is its posterior mean plus ``spread`` times the posterior's
+    standard deviation times Gaussian noise (``seed``). At spread 0 every one is
+    the model's reconstruction of the file; the larger the spread, the further
+    they stray. A conditional model keeps the file's class.
+
+    Returns
+    -------
+    spectrograms : numpy.ndarray
+        (count, bins, frames, 1) in [0, 1].
+    min_db, max_db : float
+        The file's own dB range, which the variations keep.
+    class_name : str
+        The file's class when the model knows it (its folder's name), else "".
+    """
+    spectrogram, min_db, max_db = spectrogram_of_file(path, params)
+    label_names = decoder_classes(vae, training)
+    label = class_of_file(path, label_names) if label_names else None
+    mean, log_variance = vae.encode(spectrogram[np.newaxis], None if label is None else [label])
+    noise = np.random.default_rng(seed).standard_normal((count, mean.shape[1]))
+    latents = (mean + spread * np.exp(0.5 * log_variance) * noise).astype(np.float32)
+    labels = None if label is None else np.full(count, label)
+    parent = Path(path).parent.name
+    class_name = label_names[label] if label is not None else (parent if parent in training["classes"] else "")
+    return vae.decode(latents, labels), min_db, max_db, class_name
+
+
 def class_end(name, vae, label_names, spectrograms_dir, model_params, generation_level_db):
     """A class of the model as a morph end: the mean latent of its clips in ``spectrograms_dir``.
 
@@ -284,6 +321,27 @@ def plot_morph_strip(result, params, title, columns=8):
 
 # --- the script -------------------------------------------------------------------------
 
+def generate_new(config, vae, params, training, sound_generator):
+    """Write NUM_GENERATED sounds from the prior into OUTPUT_DIR/generated/; return (paths, class names)."""
+    label_names = decoder_classes(vae, training)
+    prior = None
+    if config.PRIOR == "fitted" and not vae.num_classes:
+        prior = load_latent_prior(config.MODEL_DIR, (vae, params, training), config.SPECTROGRAMS_DIR)
+    class_names = label_names or (prior.classes if prior else [])
+    if config.LABEL and not class_names and training["classes"]:
+        raise PipelineError(f"--label={config.LABEL}: this model draws the sounds of one class from its fitted "
+                            f"latent prior, which cannot be used here (PRIOR={config.PRIOR}"
+                            f"{'' if config.PRIOR == 'standard' else ', see the note above'}). Use --prior=fitted "
+                            f"with the latent_prior.json that train.py wrote beside this model.keras.")
+    label_indices, label_texts = resolve_labels(config.LABEL, class_names, config.NUM_GENERATED)
+    spectrograms, _ = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,
+                                 temperature=config.TEMPERATURE, prior=prior)
+    level = training["generation_level_db"]
+    signals = sound_generator.convert_spectrograms_to_audio(spectrograms, level["min"], level["max"])
+    names = [f"{'_'.join(filter(None, ['generated', text]))}_{index:03d}" for index, text in enumerate(label_texts)]
+    return write_wavs(signals, names, Path(config.OUTPUT_DIR) / "generated", params["sample_rate"], config), label_texts
+
+
 def validate(config):
     """Refuse settings that cannot work, before any model is loaded."""
     if config.NUM_GENERATED < 0 or config.NUM_RECONSTRUCTED < 0:
@@ -297,6 +355,11 @@ def validate(config):
     if config.MORPH_INTERPOLATION not in ("linear", "slerp"):
         raise PipelineError(f"MORPH_INTERPOLATION must be 'linear' or 'slerp', got {config.MORPH_INTERPOLATION!r}")
     check_phase_config(config)
+    if config.VARIATION_SPREAD < 0:
+        raise PipelineError(f"VARIATION_SPREAD must be 0 or more (posterior standard deviations), "
+                            f"got {config.VARIATION_SPREAD}")
+    if config.VARIATIONS_OF and not Path(config.VARIATIONS_OF).is_file():
+        raise PipelineError(f"VARIATIONS_OF: no audio file at {config.VARIATIONS_OF}")
     if config.BIT_DEPTH not in WAV_SUBTYPES:
         raise PipelineError(f"BIT_DEPTH must be 16, 24 or 32 (float), got {config.BIT_DEPTH}")
     if not (config.PEAK_DBFS <= 0 and config.TRIM_DB < 0 and config.END_FADE >= 0):
@@ -316,7 +379,7 @@ def main(argv=None):
                                      phase_method=config.PHASE_METHOD, n_iter=config.GRIFFIN_LIM_ITERATIONS,
                                      momentum=config.GRIFFIN_LIM_MOMENTUM)
     output_dir = Path(config.OUTPUT_DIR)
-    written = {"generated": [], "original": [], "reconstructed": [], "morph": []}
+    written = {"generated": [], "variations": [], "original": [], "reconstructed": [], "morph": []}
     labels = {kind: [] for kind in written}
     # The ends of a morph first: a typo is reported before minutes of work.
     morph_ends = None
@@ -324,26 +387,17 @@ def main(argv=None):
         morph_ends = (morph_end(config.MORPH_FROM, "MORPH_FROM", vae, params, training, config.SPECTROGRAMS_DIR),
                       morph_end(config.MORPH_TO, "MORPH_TO", vae, params, training, config.SPECTROGRAMS_DIR))
 
-    # Brand-new sounds from the prior, given the training set's typical level.
-    prior = None
-    if config.NUM_GENERATED and config.PRIOR == "fitted" and not vae.num_classes:
-        prior = load_latent_prior(config.MODEL_DIR, (vae, params, training), config.SPECTROGRAMS_DIR)
-    class_names = label_names or (prior.classes if prior else [])
-    if config.NUM_GENERATED and config.LABEL and not class_names and training["classes"]:
-        raise PipelineError(f"--label={config.LABEL}: this model draws the sounds of one class from its fitted "
-                            f"latent prior, which cannot be used here (PRIOR={config.PRIOR}"
-                            f"{'' if config.PRIOR == 'standard' else ', see the note above'}). Use --prior=fitted "
-                            f"with the latent_prior.json that train.py wrote beside this model.keras.")
-    if config.NUM_GENERATED:
-        label_indices, label_texts = resolve_labels(config.LABEL, class_names, config.NUM_GENERATED)
-        spectrograms, _ = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,
-                                     temperature=config.TEMPERATURE, prior=prior)
-        level = training["generation_level_db"]
-        signals = sound_generator.convert_spectrograms_to_audio(spectrograms, level["min"], level["max"])
-        names = [f"{'_'.join(filter(None, ['generated', text]))}_{index:03d}"
-                 for index, text in enumerate(label_texts)]
-        written["generated"] = write_wavs(signals, names, output_dir / "generated", params["sample_rate"], config)
-        labels["generated"] = label_texts
+    # Brand-new sounds: from the prior, given the training set's typical level, or near one sound.
+    if config.NUM_GENERATED and config.VARIATIONS_OF:
+        spectrograms, min_db, max_db, class_name = variations_of(
+            config.VARIATIONS_OF, vae, params, training, config.NUM_GENERATED, config.VARIATION_SPREAD, config.SEED)
+        signals = sound_generator.convert_spectrograms_to_audio(spectrograms, min_db, max_db)
+        stem = safe_name(Path(config.VARIATIONS_OF).stem)
+        names = [f"{stem}_variation_{index:03d}" for index in range(config.NUM_GENERATED)]
+        written["variations"] = write_wavs(signals, names, output_dir / "variations", params["sample_rate"], config)
+        labels["variations"] = [class_name] * config.NUM_GENERATED
+    elif config.NUM_GENERATED:
+        written["generated"], labels["generated"] = generate_new(config, vae, params, training, sound_generator)
 
     # Held-out clips and their reconstructions.
     if config.NUM_RECONSTRUCTED:
@@ -381,7 +435,14 @@ def main(argv=None):
         morph_strip = save_figure(plot_morph_strip(result, params, title), morph_dir / "morph_strip.png")
         morph_strip = morph_strip.relative_to(output_dir)
 
-    page = listening_page.write_listening_page(output_dir, written, labels, vars(config), params, label_names, morph_strip)
+    pack = None
+    new_sounds = [(path, label) for kind in ("generated", "variations") for path, label in zip(written[kind], labels[kind])]
+    if config.PACK and new_sounds:
+        pack = write_sample_pack(output_dir / "pack", new_sounds, config.PACK_NAME)
+        print(f"sample pack: {pack['sfz']} and {pack['dspreset']} (keys: "
+              + ", ".join(f"{label or 'sound'} {key}" for label, key in pack["keys"].items()) + ")")
+    page = listening_page.write_listening_page(output_dir, written, labels, vars(config), params, label_names,
+                                               morph_strip, pack)
     write_json(output_dir / "generation.json", {
         "settings": vars(config),
         "sample_rate": params["sample_rate"],
@@ -389,7 +450,7 @@ def main(argv=None):
     })
     total = sum(len(paths) for paths in written.values())
     print(f"wrote {total} WAV files at {params['sample_rate']} Hz to {output_dir}/ "
-          f"({len(written['generated'])} generated, {len(written['reconstructed'])} reconstructed "
+          f"({len(written['generated']) + len(written['variations'])} new, {len(written['reconstructed'])} reconstructed "
           f"with their originals, {len(written['morph'])} morph steps)")
     print(f"listen to them all on {page}")
     return written

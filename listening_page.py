@@ -150,7 +150,53 @@ def _table(caption, rows):
     return f"<table><caption>{_text(caption)}</caption>{body}</table>"
 
 
-def listening_page_html(sounds, settings, params, label_names=(), morph_strip=None):
+def pack_section(pack):
+    """The sample pack's section: its two instruments, and the key and sounds of every class."""
+    rows = "".join(f"<tr><th>{_text(label)}</th><td>{key}</td><td>{len(pack['samples'][label])}</td></tr>"
+                   for label, key in pack["keys"].items())
+    links = (f'<p><a href="{_link(pack["sfz"])}">{_text(Path(pack["sfz"]).name)}</a> (SFZ: sfizz, Sforzando) and '
+             f'<a href="{_link(pack["dspreset"])}">{_text(Path(pack["dspreset"]).name)}</a> (Decent Sampler), '
+             f'with the WAVs in <code>{_text(Path(pack["sfz"]).parent.as_posix())}/samples/</code>.</p>')
+    table = f"<table><caption>General MIDI keys</caption><tr><th>class</th><th>key</th><th>sounds</th></tr>{rows}</table>"
+    return ("pack", "Sample pack", "The new sounds, ready to load into a sampler: each class on its General MIDI "
+            "drum key, its sounds taking turns at random.", links + table)
+
+
+def reconstruction_section(original, reconstructed, image_size):
+    """Each original held-out clip beside its reconstruction, grouped by class."""
+    originals = {sound["name"]: sound for sound in original}
+    pairs = [(originals[sound["name"]], sound) for sound in reconstructed if sound["name"] in originals]
+
+    def pair_html(pair):
+        original, reconstructed = pair
+        return (f'<div class="pair"><div class="name">{_text(original["name"])}</div><div class="sides">'
+                + _sound_figure(original, "original", image_size)
+                + _sound_figure(reconstructed, "reconstructed", image_size) + "</div></div>")
+
+    return ("reconstructed", "Originals and their reconstructions",
+            "Held-out clips the model did not train on. The original goes through the same "
+            "phase reconstruction, so the difference you hear is the model's.",
+            _grouped(pairs, lambda pair: pair[0]["label"], pair_html))
+
+
+def morph_section(morph_sounds, settings, label_names, morph_strip, image_size):
+    """The steps of a morph in order, with the strip of their spectrograms."""
+    steps = len(morph_sounds)
+    note = (f"{steps} steps, {settings.get('MORPH_INTERPOLATION')} interpolation in the latent space; "
+            f"the loudness range moves in a straight line.")
+    if label_names:
+        note += " The class the decoder is given switches from the start's to the end's halfway."
+    captions = [f"step {index}" for index in range(steps)]
+    captions[0] += f": {Path(str(settings.get('MORPH_FROM', ''))).name}"
+    captions[-1] += f": {Path(str(settings.get('MORPH_TO', ''))).name}"
+    figures = "".join(_sound_figure(sound, caption, image_size) for sound, caption in zip(morph_sounds, captions))
+    strip = (f'<img class="strip" src="{_link(morph_strip)}" alt="the morph\'s spectrograms in order">'
+             if morph_strip else "")
+    return ("morph", f"Morph: {settings.get('MORPH_FROM')} → {settings.get('MORPH_TO')}", note,
+            f'<div class="sounds">{figures}</div>{strip}')
+
+
+def listening_page_html(sounds, settings, params, label_names=(), morph_strip=None, pack=None):
     """The listening page: one self-contained HTML document (inline style, no scripts, relative links).
 
     Parameters
@@ -168,6 +214,8 @@ def listening_page_html(sounds, settings, params, label_names=(), morph_strip=No
         The model's classes, if it is conditional.
     morph_strip : str, optional
         Relative path of the morph's strip picture.
+    pack : dict, optional
+        What ``sample_pack.write_sample_pack`` returned, with its paths relative to the page.
 
     Returns
     -------
@@ -176,43 +224,26 @@ def listening_page_html(sounds, settings, params, label_names=(), morph_strip=No
     """
     image_size = settings.get("PAGE_IMAGE_SIZE", IMAGE_SIZE)
     of_kind = {kind: [sound for sound in sounds if sound["kind"] == kind]
-               for kind in ("generated", "original", "reconstructed", "morph")}
+               for kind in ("generated", "variations", "original", "reconstructed", "morph")}
     sections = []
     if of_kind["generated"]:
         sections.append(("generated", "New sounds", "Decoded from random points of the prior "
                          f"(temperature {settings.get('TEMPERATURE')}, seed {settings.get('SEED')}).",
                          _grouped(of_kind["generated"], lambda sound: sound["label"],
                                   lambda sound: _sound_figure(sound, sound["name"], image_size))))
+    if of_kind["variations"]:
+        sections.append(("variations", f"Variations of {Path(str(settings.get('VARIATIONS_OF', ''))).name}",
+                         f"Decoded near the sound's place in the latent space (spread "
+                         f"{settings.get('VARIATION_SPREAD')} posterior standard deviations, seed "
+                         f"{settings.get('SEED')}).",
+                         _grouped(of_kind["variations"], lambda sound: sound["label"],
+                                  lambda sound: _sound_figure(sound, sound["name"], image_size))))
+    if pack:
+        sections.append(pack_section(pack))
     if of_kind["reconstructed"]:
-        originals = {sound["name"]: sound for sound in of_kind["original"]}
-        pairs = [(originals[sound["name"]], sound) for sound in of_kind["reconstructed"]
-                 if sound["name"] in originals]
-
-        def pair_html(pair):
-            original, reconstructed = pair
-            return (f'<div class="pair"><div class="name">{_text(original["name"])}</div><div class="sides">'
-                    + _sound_figure(original, "original", image_size)
-                    + _sound_figure(reconstructed, "reconstructed", image_size) + "</div></div>")
-
-        sections.append(("reconstructed", "Originals and their reconstructions",
-                         "Held-out clips the model did not train on. The original goes through the same "
-                         "phase reconstruction, so the difference you hear is the model's.",
-                         _grouped(pairs, lambda pair: pair[0]["label"], pair_html)))
+        sections.append(reconstruction_section(of_kind["original"], of_kind["reconstructed"], image_size))
     if of_kind["morph"]:
-        steps = len(of_kind["morph"])
-        note = (f"{steps} steps, {settings.get('MORPH_INTERPOLATION')} interpolation in the latent space; "
-                f"the loudness range moves in a straight line.")
-        if label_names:
-            note += " The class the decoder is given switches from the start's to the end's halfway."
-        captions = [f"step {index}" for index in range(steps)]
-        captions[0] += f": {Path(str(settings.get('MORPH_FROM', ''))).name}"
-        captions[-1] += f": {Path(str(settings.get('MORPH_TO', ''))).name}"
-        figures = "".join(_sound_figure(sound, caption, image_size)
-                          for sound, caption in zip(of_kind["morph"], captions))
-        strip = (f'<img class="strip" src="{_link(morph_strip)}" alt="the morph\'s spectrograms in order">'
-                 if morph_strip else "")
-        sections.append(("morph", f"Morph: {settings.get('MORPH_FROM')} → {settings.get('MORPH_TO')}", note,
-                         f'<div class="sounds">{figures}</div>{strip}'))
+        sections.append(morph_section(of_kind["morph"], settings, label_names, morph_strip, image_size))
     model_rows = dict(params)
     if label_names:
         model_rows = {"classes": list(label_names), **model_rows}
@@ -221,7 +252,7 @@ def listening_page_html(sounds, settings, params, label_names=(), morph_strip=No
                      '<div class="tables">' + _table("generate.py", settings)
                      + _table("model (params.json)", model_rows) + "</div>"))
 
-    count = sum(len(of_kind[kind]) for kind in ("generated", "reconstructed", "morph"))
+    count = sum(len(of_kind[kind]) for kind in ("generated", "variations", "reconstructed", "morph"))
     nav = "".join(f'<a href="#{key}">{_text(heading.split(":")[0])}</a>' for key, heading, _, _ in sections)
     body = "".join(f'<section id="{key}"><h2>{_text(heading)}</h2><p class="muted">{_text(intro)}</p>'
                    f"{content}</section>" for key, heading, intro, content in sections)
@@ -238,7 +269,8 @@ def listening_page_html(sounds, settings, params, label_names=(), morph_strip=No
             f"{body}</body></html>\n")
 
 
-def write_listening_page(output_dir, written, labels, settings, params, label_names=(), morph_strip=None):
+def write_listening_page(output_dir, written, labels, settings, params, label_names=(), morph_strip=None,
+                         pack=None):
     """Write a spectrogram picture per sound into ``output_dir/spectrograms/`` and ``output_dir/index.html``.
 
     Parameters
@@ -266,7 +298,11 @@ def write_listening_page(output_dir, written, labels, settings, params, label_na
                            "png": Path("spectrograms") / kind / (path.stem + ".png")})
     write_spectrogram_pngs([output_dir / sound["wav"] for sound in sounds],
                            [output_dir / sound["png"] for sound in sounds], params, image_size)
-    page = listening_page_html(sounds, settings, params, label_names, morph_strip)
+    if pack:
+        pack = {"sfz": Path(pack["sfz"]).relative_to(output_dir), "dspreset": Path(pack["dspreset"]).relative_to(output_dir),
+                "keys": pack["keys"], "samples": {label: [Path(path).relative_to(output_dir) for path in paths]
+                                                  for label, paths in pack["samples"].items()}}
+    page = listening_page_html(sounds, settings, params, label_names, morph_strip, pack)
 
     def write(tmp_name):
         Path(tmp_name).write_text(page, encoding="utf-8")

@@ -415,3 +415,58 @@ def test_without_the_latent_classifier_labelled_clips_still_give_classes_for_lab
     with pytest.raises(PipelineError, match="neither an audio file nor a class of the model "
                                             r"\(this model's classes: clap, hihat, kick, snare, tom\)"):
         run_generate(tmp_path, tmp_path / "morph", "--morph_from=cowbell", "--morph_to=snare")
+
+
+# --- variations of one sound, and the sample pack -----------------------------------------
+
+@pytest.mark.slow
+def test_variations_stray_further_from_their_sound_as_the_spread_grows(labelled_project):
+    root, _ = labelled_project
+    vae, params, training = folders.load_model_folder(root / "model")
+    source = root / "audio" / "snare" / "snare_001.wav"
+    reconstruction, _ = vae.reconstruct(spectrogram_of_file(source, params)[0][np.newaxis])
+    distances = []
+    for spread in (0.0, 0.5, 2.0):
+        decoded, min_db, max_db, class_name = generate.variations_of(source, vae, params, training, 12, spread)
+        assert decoded.shape == (12, params["n_bins"], params["n_frames"], 1) and class_name == "snare"
+        assert (min_db, max_db) == spectrogram_of_file(source, params)[1:]  # the sound's own level
+        distances.append(float(np.mean(np.sqrt(np.mean((decoded - reconstruction) ** 2, axis=(1, 2, 3))))))
+        if spread == 0:  # every variation is the reconstruction itself
+            np.testing.assert_allclose(decoded, np.repeat(reconstruction, 12, axis=0), atol=1e-6)
+    assert distances[0] < 1e-5 < distances[1] < distances[2]
+
+
+@pytest.mark.slow
+def test_variations_of_a_file_are_written_packed_and_shown_on_the_page(labelled_project, tmp_path):
+    root, _ = labelled_project
+    source = root / "audio" / "snare" / "snare_001.wav"
+    written = run_generate(root, tmp_path / "out", "--num_generated=3", f"--variations_of={source}")
+    assert [path.name for path in written["variations"]] == [f"snare_001_variation_{i:03d}.wav" for i in range(3)]
+    assert written["generated"] == []  # instead of sounds from the prior
+    pack = tmp_path / "out" / "pack"
+    assert sorted(path.name for path in (pack / "samples").iterdir()) == ["snare_01.wav", "snare_02.wav", "snare_03.wav"]
+    for packed, variation in zip(sorted((pack / "samples").iterdir()), written["variations"]):
+        assert packed.read_bytes() == variation.read_bytes()
+    assert "key=38" in (pack / "generated_kit.sfz").read_text()
+    page = (tmp_path / "out" / "index.html").read_text()
+    assert "Variations of snare_001.wav" in page and "variations/snare_001_variation_000.wav" in page
+    assert 'href="pack/generated_kit.sfz"' in page and 'href="pack/generated_kit.dspreset"' in page
+
+
+@pytest.mark.slow
+def test_generated_sounds_become_a_pack_with_a_key_per_class_unless_turned_off(labelled_project, tmp_path):
+    root, _ = labelled_project
+    run_generate(root, tmp_path / "out", "--num_generated=10", "--pack_name=demo kit")
+    sfz = (tmp_path / "out" / "pack" / "demo_kit.sfz").read_text()
+    for key in (36, 38, 39, 42, 45):  # kick, snare, clap, hihat, tom
+        assert sfz.count(f"<group> key={key} ") == 1
+    assert sfz.count("<region>") == 10
+    run_generate(root, tmp_path / "nopack", "--num_generated=2", "--pack=false")
+    assert not (tmp_path / "nopack" / "pack").exists()
+
+
+def test_bad_variation_settings_are_refused_before_the_model_loads(tmp_path):
+    with pytest.raises(PipelineError, match="VARIATIONS_OF: no audio file at"):
+        generate.main([f"--model_dir={tmp_path / 'nothing'}", f"--variations_of={tmp_path / 'none.wav'}"])
+    with pytest.raises(PipelineError, match="VARIATION_SPREAD must be 0 or more"):
+        generate.main([f"--model_dir={tmp_path / 'nothing'}", "--variation_spread=-1"])
