@@ -27,7 +27,8 @@ import numpy as np
 
 from configurator import PipelineError
 from fileio import atomic_write_all, file_sha256, first_line, json_writer, printable, read_json, write_json
-from latent_space import LatentPrior, fit_latent_prior
+from latent_space import Knobs, LatentPrior, fit_latent_prior
+from spectrogram import KNOB_DESCRIPTORS, MinMaxNormaliser, sound_descriptors
 
 # --- the audio folder ----------------------------------------------------------------------
 
@@ -348,6 +349,8 @@ MODEL_FILE: Final = "model.keras"
 TRAINING_FILE: Final = "training.json"
 HISTORY_FILE: Final = "history.csv"
 LATENT_PRIOR_FILE: Final = "latent_prior.json"
+KNOBS_FILE: Final = "knobs.json"               # the knobs' latent directions, fitted when first turned
+GROUPS_FILE: Final = "groups.json"             # an unlabelled folder sorted into groups: each clip's group
 STATE_DIR: Final = "checkpoint"               # what an interrupted run resumes from (removed when it ends)
 
 
@@ -446,6 +449,7 @@ def _fit_missing_prior(model_dir, vae, params, training, spectrograms_dir):
         return None
     held_out = set(training.get("validation_ids", []))
     train_indices = [i for i, clip in enumerate(clips) if clip["id"] not in held_out]
+    clips = with_model_groups(clips, model_dir)
     class_names = training["classes"]
     if not train_indices or (class_names and any(clip.get("label") not in class_names for clip in clips)):
         print(f"note: the clips in {spectrograms_dir} are not the ones this model was trained on")
@@ -480,3 +484,69 @@ def clip_label_indices(clips, label_names):
         raise PipelineError(f"clips with labels {unknown} unknown to the model "
                             f"(it knows {', '.join(label_names)})")
     return np.array([label_names.index(clip["label"]) for clip in clips])
+
+
+def load_knobs(model_dir, vae, params, training, spectrograms_dir, chunk=256):
+    """The model's ``latent_space.Knobs``: from ``knobs.json`` when it was fitted for this ``model.keras``,
+    else fitted now to the model's training clips in ``spectrograms_dir`` and saved.
+
+    Raises
+    ------
+    PipelineError
+        When the training clips are not there, or the knobs cannot be fitted to them.
+    """
+    path = Path(model_dir) / KNOBS_FILE
+    sha256 = file_sha256(Path(model_dir) / MODEL_FILE)
+    try:
+        saved = read_json(path)
+        if saved.get("model_sha256") == sha256:
+            return Knobs.from_json(saved)
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        pass  # missing or damaged: fitted again below
+    data, clips, data_params = load_spectrograms(spectrograms_dir)
+    check_same_parameters(params, data_params, spectrograms_dir)
+    held_out = set(training.get("validation_ids", []))
+    rows = np.array([i for i, clip in enumerate(clips) if clip["id"] not in held_out], dtype=int)
+    means = vae.encode_rows(data, rows, clip_label_indices([clips[i] for i in rows], decoder_classes(vae, training)))
+    # Measured as the model sees the clips and makes new sounds: each spanning [0, 1], given the level of
+    # new sounds (a clip's own dB range is not in its spectrogram, so no knob can follow it).
+    descriptors = clip_descriptors(data, rows, training["generation_level_db"], params, chunk)
+    clips = with_model_groups(clips, model_dir)
+    groups = [clips[i].get("label") or "" for i in rows] if training["classes"] else None
+    try:
+        knobs = Knobs.fit(means, descriptors, KNOB_DESCRIPTORS, groups)
+    except ValueError as error:
+        raise PipelineError(f"cannot fit the knobs to the clips in {spectrograms_dir}: {error}") from None
+    write_json(path, {**knobs.to_json(), "model_sha256": sha256})
+    print(f"fitted the knobs to {len(rows)} training clips (R^2 " + ", ".join(
+        f"{name} {score:.2f}" for name, score in zip(knobs.names, knobs.scores)) + f"), saved to {path}")
+    return knobs
+
+
+def clip_descriptors(spectrograms, rows, level, params, chunk=256):
+    """``sound_descriptors`` of rows of a spectrogram array (or reader), each given the dB range ``level``
+    ({"min", "max"}: the level of new sounds), chunk by chunk."""
+    rows = np.asarray(rows, dtype=int)
+    return np.concatenate([np.zeros((0, len(KNOB_DESCRIPTORS)))] + [
+        sound_descriptors(MinMaxNormaliser().denormalise(np.asarray(spectrograms[part]), level["min"], level["max"]),
+                          params)
+        for part in (rows[start:start + chunk] for start in range(0, len(rows), chunk))])
+
+
+def save_groups(model_dir, groups, representatives, scores):
+    """Write ``groups.json``: each clip id's group, a representative clip per group and the silhouettes tried."""
+    write_json(Path(model_dir) / GROUPS_FILE, {"clips": groups, "representatives": representatives,
+                                               "silhouette_by_count": {str(k): v for k, v in scores.items()}})
+
+
+def with_model_groups(clips, model_dir):
+    """``clips`` with each clip's group as its label, when train.py sorted this model's unlabelled folder
+    into groups (``groups.json``); else ``clips`` as they are. From then on a group is a class."""
+    path = Path(model_dir) / GROUPS_FILE
+    if not path.exists():
+        return clips
+    try:
+        groups = read_json(path)["clips"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
+        raise PipelineError(f"{path} is damaged ({error}): train the model again") from None
+    return [{**clip, "label": groups.get(clip["id"], clip.get("label"))} for clip in clips]

@@ -28,8 +28,8 @@ import soundfile as sf
 import listening_page
 from configurator import PipelineError, configure, run_script
 from fileio import safe_name, write_json
-from folders import (CLIPS_FILE, FSDD_NAME, check_same_parameters, clip_label_indices, decoder_classes, load_latent_prior,
-                     load_model_folder, load_spectrograms)
+from folders import (CLIPS_FILE, FSDD_NAME, check_same_parameters, clip_label_indices, decoder_classes, load_knobs,
+                     load_latent_prior, load_model_folder, load_spectrograms)
 from sample_pack import write_sample_pack
 from phase import DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config
 from plots import FIGURE_STYLE, save_figure, spectrogram_grid
@@ -60,6 +60,9 @@ END_FADE = 0.01                         # seconds of fade at the end, so no soun
 # variations of one sound: NUM_GENERATED new sounds near it, instead of sounds from the prior
 VARIATIONS_OF = ""                      # an audio file ("" = none)
 VARIATION_SPREAD = 0.5                  # how far they stray, in posterior standard deviations; 0 = its reconstruction
+# knobs: turn the new sounds, in standard deviations of the training clips (directions fitted to them)
+BRIGHTNESS = 0.0                        # spectral centroid (-1 darker, +1 brighter)
+LENGTH = 0.0                            # time from the attack to -60 dB (-1 shorter, +1 longer)
 # sample pack (pack/): the new sounds named by class, an .sfz and a Decent Sampler .dspreset on General MIDI keys
 PACK = True
 PACK_NAME = "generated_kit"             # file name of the .sfz and .dspreset
@@ -193,7 +196,20 @@ def class_of_file(path, label_names):
                         f"named after its class (one of: {', '.join(label_names)})")
 
 
-def variations_of(path, vae, params, training, count, spread, seed=0):
+# The knobs offered: attack and pitch are fitted too (knobs.json) but do not yet follow on a real kit (README).
+KNOBS = ("brightness", "length")
+
+
+def knob_shift(config, vae, params, training):
+    """The latent step the knob settings ask for (None when every knob is at 0)."""
+    settings = {name: getattr(config, name.upper()) for name in KNOBS}
+    if not any(settings.values()):
+        return None
+    knobs = load_knobs(config.MODEL_DIR, vae, params, training, config.SPECTROGRAMS_DIR)
+    return knobs.shift(settings)
+
+
+def variations_of(path, vae, params, training, count, spread, seed=0, shift=None):
     """Decoded spectrograms of ``count`` sounds near the audio file ``path``.
 
     The file is encoded as preprocessing would make its spectrogram; each
@@ -217,6 +233,8 @@ def variations_of(path, vae, params, training, count, spread, seed=0):
     mean, log_variance = vae.encode(spectrogram[np.newaxis], None if label is None else [label])
     noise = np.random.default_rng(seed).standard_normal((count, mean.shape[1]))
     latents = (mean + spread * np.exp(0.5 * log_variance) * noise).astype(np.float32)
+    if shift is not None:  # the knobs
+        latents = latents + shift
     labels = None if label is None else np.full(count, label)
     parent = Path(path).parent.name
     class_name = label_names[label] if label is not None else (parent if parent in training["classes"] else "")
@@ -334,8 +352,11 @@ def generate_new(config, vae, params, training, sound_generator):
                             f"{'' if config.PRIOR == 'standard' else ', see the note above'}). Use --prior=fitted "
                             f"with the latent_prior.json that train.py wrote beside this model.keras.")
     label_indices, label_texts = resolve_labels(config.LABEL, class_names, config.NUM_GENERATED)
-    spectrograms, _ = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,
-                                 temperature=config.TEMPERATURE, prior=prior)
+    spectrograms, latents = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,
+                                       temperature=config.TEMPERATURE, prior=prior)
+    shift = knob_shift(config, vae, params, training)
+    if shift is not None:
+        spectrograms = vae.decode(latents + shift, label_indices if vae.num_classes else None)
     level = training["generation_level_db"]
     signals = sound_generator.convert_spectrograms_to_audio(spectrograms, level["min"], level["max"])
     names = [f"{'_'.join(filter(None, ['generated', text]))}_{index:03d}" for index, text in enumerate(label_texts)]
@@ -355,6 +376,10 @@ def validate(config):
     if config.MORPH_INTERPOLATION not in ("linear", "slerp"):
         raise PipelineError(f"MORPH_INTERPOLATION must be 'linear' or 'slerp', got {config.MORPH_INTERPOLATION!r}")
     check_phase_config(config)
+    for name in KNOBS:
+        if not -3 <= getattr(config, name.upper()) <= 3:
+            raise PipelineError(f"{name.upper()} must be between -3 and +3 (standard deviations of the training "
+                                f"clips), got {getattr(config, name.upper())}")
     if config.VARIATION_SPREAD < 0:
         raise PipelineError(f"VARIATION_SPREAD must be 0 or more (posterior standard deviations), "
                             f"got {config.VARIATION_SPREAD}")
@@ -390,7 +415,8 @@ def main(argv=None):
     # Brand-new sounds: from the prior, given the training set's typical level, or near one sound.
     if config.NUM_GENERATED and config.VARIATIONS_OF:
         spectrograms, min_db, max_db, class_name = variations_of(
-            config.VARIATIONS_OF, vae, params, training, config.NUM_GENERATED, config.VARIATION_SPREAD, config.SEED)
+            config.VARIATIONS_OF, vae, params, training, config.NUM_GENERATED, config.VARIATION_SPREAD, config.SEED,
+            knob_shift(config, vae, params, training))
         signals = sound_generator.convert_spectrograms_to_audio(spectrograms, min_db, max_db)
         stem = safe_name(Path(config.VARIATIONS_OF).stem)
         names = [f"{stem}_variation_{index:03d}" for index in range(config.NUM_GENERATED)]

@@ -204,3 +204,142 @@ def latent_grid_points(means, grid_size, span):
     column_steps = offsets[None, :, None] * deviations[0] * components[0]
     row_steps = offsets[::-1, None, None] * deviations[1] * components[1]
     return means.mean(axis=0) + column_steps + row_steps, offsets
+
+
+class Knobs:
+    """Directions in the latent space that turn a measured descriptor up or down (brightness, length ...).
+
+    Each direction is the regression of the training clips' latent means on one
+    descriptor, standardised over those clips: how their latent vectors change,
+    on average, from one clip to another one standard deviation brighter (or
+    longer ...). Turning a knob by ``k`` moves a latent vector ``k`` times that
+    step, along a path the training clips take, so the decoder knows where it
+    is going. This works for unconditional models too.
+
+    With classes, both are measured within each class (around the class's own
+    mean), so a knob makes a snare brighter rather than turning it into a hi-hat.
+    """
+
+    def __init__(self, names, directions, scores):
+        self.names = list(names)
+        self.directions = np.asarray(directions, dtype=np.float64)   # (knobs, latent_dim): per standard deviation
+        self.scores = [float(score) for score in scores]              # how well the latents predict each (R^2)
+
+    @classmethod
+    def fit(cls, latent_means, descriptors, names, groups=None, ridge=1e-2):
+        """Fit one direction per descriptor column; ValueError for non-finite inputs or fewer than 3 clips.
+
+        ``groups`` (one class per clip, optional): measure within each class.
+
+        ``scores`` are the R^2 of a ridge regression the other way round (latents to
+        descriptor): how much of the descriptor the latent space holds at all.
+        """
+        latents = np.asarray(latent_means, dtype=np.float64)
+        values = np.asarray(descriptors, dtype=np.float64)
+        if len(latents) < 3 or not (np.all(np.isfinite(latents)) and np.all(np.isfinite(values))):
+            raise ValueError("knobs need at least 3 clips with finite latent means and descriptors")
+        groups = np.zeros(len(latents), dtype=int) if groups is None else np.asarray(groups)
+        centred, values = latents.copy(), values.copy()
+        for group in np.unique(groups):
+            members = groups == group
+            centred[members] -= latents[members].mean(axis=0)
+            values[members] -= values[members].mean(axis=0)
+        spread = values.std(axis=0)
+        standard = values / np.where(spread > 0, spread, 1.0)
+        directions = (standard.T @ centred) / len(latents)                # (knobs, latent_dim)
+        gram = centred.T @ centred + ridge * len(latents) * np.eye(latents.shape[1])
+        predicted = centred @ np.linalg.solve(gram, centred.T @ standard)
+        scores = 1 - ((standard - predicted) ** 2).sum(axis=0) / np.maximum((standard ** 2).sum(axis=0), 1e-12)
+        return cls(names, directions, scores)
+
+    def shift(self, settings):
+        """The latent step for {knob name: standard deviations}; unknown names raise ValueError."""
+        unknown = sorted(set(settings) - set(self.names))
+        if unknown:
+            raise ValueError(f"unknown knob(s) {unknown}; this model has {self.names}")
+        amounts = np.array([float(settings.get(name, 0.0)) for name in self.names])
+        return (amounts @ self.directions).astype(np.float32)
+
+    def to_json(self):
+        return {"names": self.names, "directions": self.directions.tolist(), "r2": self.scores}
+
+    @classmethod
+    def from_json(cls, data):
+        return cls(data["names"], data["directions"], data["r2"])
+
+
+# --- sorting an unlabelled folder into groups ------------------------------------------------
+
+GROUP_RANGE = (2, 8)  # the numbers of groups tried when none is set
+
+
+def kmeans(points, k, seed=0, iterations=100, restarts=4):
+    """K-means (k-means++ starts, Lloyd's iterations), best of ``restarts``: (labels, centres, inertia)."""
+    points = np.asarray(points, dtype=np.float64)
+    rng = np.random.default_rng(seed)
+    best = None
+    for _ in range(restarts):
+        centres = [points[rng.integers(len(points))]]
+        for _ in range(1, k):  # k-means++: far points are likelier starts
+            distances = np.min([((points - centre) ** 2).sum(axis=1) for centre in centres], axis=0)
+            total = distances.sum()
+            probabilities = distances / total if total > 0 else np.full(len(points), 1 / len(points))
+            centres.append(points[rng.choice(len(points), p=probabilities)])
+        centres = np.array(centres)
+        for _ in range(iterations):
+            labels = ((points[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+            moved = np.array([points[labels == j].mean(axis=0) if np.any(labels == j) else centres[j]
+                              for j in range(k)])
+            if np.allclose(moved, centres):
+                break
+            centres = moved
+        inertia = float(((points - centres[labels]) ** 2).sum())
+        if best is None or inertia < best[2]:
+            best = (labels, centres, inertia)
+    return best
+
+
+def silhouette(points, labels):
+    """Mean silhouette of a clustering (-1 to 1; higher: tighter, better separated groups)."""
+    points = np.asarray(points, dtype=np.float64)
+    squared = (points ** 2).sum(axis=1)
+    distances = np.sqrt(np.maximum(squared[:, None] + squared[None, :] - 2 * points @ points.T, 0.0))
+    groups = np.unique(labels)
+    if len(groups) < 2:
+        return 0.0
+    mean_to = np.stack([distances[:, labels == group].mean(axis=1) for group in groups], axis=1)
+    sizes = np.array([np.sum(labels == group) for group in groups])
+    own = np.searchsorted(groups, labels)
+    inside = mean_to[np.arange(len(points)), own] * sizes[own] / np.maximum(sizes[own] - 1, 1)
+    mean_to[np.arange(len(points)), own] = np.inf
+    nearest = mean_to.min(axis=1)
+    score = (nearest - inside) / np.maximum(np.maximum(nearest, inside), 1e-12)
+    return float(np.mean(np.where(sizes[own] > 1, score, 0.0)))
+
+
+def choose_groups(points, k=0, seed=0):
+    """(labels, centres, scores): K-means with ``k`` groups, or, for k=0, the K of ``GROUP_RANGE`` with the
+    highest mean silhouette (``scores``: K -> silhouette; at most one group per 3 clips)."""
+    points = np.asarray(points, dtype=np.float64)
+    if k:
+        labels, centres, _ = kmeans(points, k, seed)
+        return labels, centres, {k: silhouette(points, labels)}
+    tried = range(GROUP_RANGE[0], max(GROUP_RANGE[0], min(GROUP_RANGE[1], len(points) // 3)) + 1)
+    results = {size: kmeans(points, size, seed) for size in tried}
+    scores = {size: silhouette(points, result[0]) for size, result in results.items()}
+    chosen = max(scores, key=scores.get)
+    return results[chosen][0], results[chosen][1], scores
+
+
+def name_groups(labels, brightness, length):
+    """A name per group from its clips' character: "dark"/"bright" and "short"/"long" against the medians
+    of all clips (``-2``, ``-3`` ... when two groups share one)."""
+    brightness, length = np.asarray(brightness, dtype=float), np.asarray(length, dtype=float)
+    names, used = {}, {}
+    for group in np.unique(labels):
+        members = labels == group
+        name = ("bright" if np.median(brightness[members]) > np.median(brightness) else "dark") + "-" + \
+               ("long" if np.median(length[members]) > np.median(length) else "short")
+        used[name] = used.get(name, 0) + 1
+        names[int(group)] = name if used[name] == 1 else f"{name}-{used[name]}"
+    return names

@@ -1,4 +1,4 @@
-"""Variations of one real snare, and a sample pack, from a model trained on the real kit.
+"""Variations of one real snare, a sample pack and the knobs, from a model trained on the real kit.
 
     python benchmarks/variations_and_pack.py --workdir=W    # W: what benchmarks/real_kit.py left (--workdir=W)
 
@@ -16,7 +16,12 @@ written as WAVs, then heard through the pipeline again:
   training clips) hears a snare.
 
 Then ``generate.py`` writes 8 sounds per class with its pack; the SFZ goes
-through sfzlint and the preset through the XML checks. Prints JSON and writes
+through sfzlint and the preset through the XML checks.
+
+Last, the knobs: the same 40 prior draws (10 per class) with each knob at -1, 0
+and +1, written as WAVs the way generate.py writes them and measured again: for
+how many sounds the descriptor at +1 is above the one at -1, and how often the
+listener still hears the class that was asked for. Prints JSON and writes
 benchmarks/results/variations_and_pack.json.
 """
 
@@ -110,9 +115,45 @@ def main(argv):
         "dspreset_samples_missing": sum(not (pack / s.get("path")).is_file() for s in samples),
         "keys": {group.get("name"): int(group.find("sample").get("rootNote")) for group in preset.iter("group")},
     }
+    results["knobs"] = knob_figures(workdir, vae, params, training, listener, out / "knobs")
     print(json.dumps(results, indent=1))
     (ROOT / "benchmarks" / "results" / "variations_and_pack.json").write_text(json.dumps(results, indent=1) + "\n")
     return results
+
+
+def knob_figures(workdir, vae, params, training, listener, out, per_class=10):
+    """For each knob at -1, 0, +1: the share of sounds that move its way, and the share heard as their class."""
+    from configurator import configure
+
+    import generate
+    from folders import load_knobs, load_latent_prior
+    from soundgenerator import SoundGenerator
+    from spectrogram import KNOB_DESCRIPTORS, sound_descriptors, spectrogram_of_file
+
+    knobs = load_knobs(workdir / "model", vae, params, training, workdir / "spectrograms")
+    prior = load_latent_prior(workdir / "model")
+    classes = prior.classes
+    asked = np.arange(per_class * len(classes)) % len(classes)
+    latents = prior.sample(len(asked), asked, np.random.default_rng(0), 1.0)
+    level = training["generation_level_db"]
+    generator = SoundGenerator(params["sample_rate"], params["frame_size"], params["hop_length"])
+    config = configure(vars(generate), [])
+    figures = {}
+    for index, name in enumerate(KNOB_DESCRIPTORS):
+        measured, kept = {}, {}
+        for amount in (-1, 0, 1):
+            signals = generator.convert_spectrograms_to_audio(vae.decode(latents + knobs.shift({name: amount})),
+                                                              level["min"], level["max"])
+            paths = generate.write_wavs(signals, [f"{name}_{amount}_{i:03d}" for i in range(len(asked))],
+                                        out / name, params["sample_rate"], config)
+            heard = np.stack([spectrogram_of_file(path, params)[0] for path in paths])
+            measured[amount] = sound_descriptors(heard * params["top_db"], params)[:, index]
+            kept[amount] = float(np.mean(listener.predict(heard[..., None], verbose=0).argmax(axis=1) == asked))
+        figures[name] = {"r2_of_latents": round(knobs.scores[index], 3),
+                         "moves_its_way": round(float(np.mean(measured[1] > measured[-1])), 3),
+                         "mean_at_minus_1_0_plus_1": [round(float(np.mean(measured[a])), 3) for a in (-1, 0, 1)],
+                         "class_kept": {str(a): round(kept[a], 3) for a in (-1, 0, 1)}}
+    return figures
 
 
 if __name__ == "__main__":

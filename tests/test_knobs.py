@@ -1,0 +1,134 @@
+"""Knobs: descriptors measured on spectrograms, latent directions fitted to them, and generate.py's settings."""
+
+import numpy as np
+import pytest
+
+from latent_space import Knobs
+from spectrogram import KNOB_DESCRIPTORS, sound_descriptors
+
+PARAMS = {"sample_rate": 8000, "frame_size": 128, "hop_length": 32}
+BINS, FRAMES = 64, 60
+FREQUENCIES = np.arange(BINS) * 8000 / 128
+TIMES = np.arange(FRAMES) * 32 / 8000
+
+
+def decaying(peak_bin, seconds_to_minus_60, width=2.0):
+    """A dB spectrogram: one partial at ``peak_bin`` that decays linearly in dB to -60 dB after the given time."""
+    spectrum = -40.0 * ((np.arange(BINS) - peak_bin) / width) ** 2
+    envelope = -60.0 * TIMES / seconds_to_minus_60
+    return np.maximum(spectrum[:, None] + envelope[None, :], -80.0)
+
+
+def descriptor(spectrogram_db, name):
+    return float(sound_descriptors(spectrogram_db[None], PARAMS)[0, KNOB_DESCRIPTORS.index(name)])
+
+
+def test_brightness_is_the_log2_centroid_and_rises_with_the_partial():
+    low, high = decaying(8, 0.1), decaying(32, 0.1)
+    assert descriptor(low, "brightness") == pytest.approx(np.log2(FREQUENCIES[8]), abs=0.02)
+    assert descriptor(high, "brightness") - descriptor(low, "brightness") == pytest.approx(2.0, abs=0.03)
+
+
+def test_length_is_the_time_from_the_attack_until_the_sound_stays_60_db_down():
+    for seconds in (0.05, 0.1, 0.2):
+        # Within three frames: the frame grid, the last frame counted whole, and the partial's bins summing to
+        # about 1 dB above its peak (so it crosses -60 dB a little later).
+        assert descriptor(decaying(8, seconds), "length") == pytest.approx(seconds, abs=3 * 32 / 8000)
+    late = np.full((BINS, FRAMES), -80.0)
+    late[:, 10:] = decaying(8, 0.1)[:, :FRAMES - 10]  # silence before the attack does not count
+    assert descriptor(late, "length") == pytest.approx(descriptor(decaying(8, 0.1), "length"))
+
+
+def test_attack_is_steeper_for_a_hit_than_for_a_swell_and_pitch_finds_the_low_partial():
+    hit = decaying(5, 0.2)
+    hit[:, :2] = -80.0  # silence, then the full hit in one frame
+    swell = decaying(5, 0.2)
+    swell[:, :10] += np.linspace(-40.0, 0.0, 10)[None, :]  # rises by 4.4 dB a frame, while it decays by 1
+    assert descriptor(hit, "attack") > 30.0
+    assert descriptor(swell, "attack") == pytest.approx(40 / 9 - 60 * 32 / 8000 / 0.2, abs=0.5)
+    for partial in (2, 4, 8):
+        assert descriptor(decaying(partial, 0.2), "pitch") == pytest.approx(np.log2(FREQUENCIES[partial]))
+
+
+def test_knob_directions_follow_how_the_clips_latents_change_with_the_descriptor():
+    rng = np.random.default_rng(0)
+    latents = rng.standard_normal((400, 6))
+    brightness = latents @ np.array([2.0, 0, 0, 0, 0, 0]) + 0.1 * rng.standard_normal(400)
+    length = latents @ np.array([0, 0, 1.0, 1.0, 0, 0]) + 0.1 * rng.standard_normal(400)
+    knobs = Knobs.fit(latents, np.stack([brightness, length], axis=1), ["brightness", "length"])
+    unit = knobs.directions / np.linalg.norm(knobs.directions, axis=1, keepdims=True)
+    assert unit[0] @ np.array([1, 0, 0, 0, 0, 0]) > 0.99
+    assert unit[1] @ (np.array([0, 0, 1, 1, 0, 0]) / np.sqrt(2)) > 0.99
+    assert knobs.scores == pytest.approx([1.0, 1.0], abs=0.01)
+    # One standard deviation of brightness is one step of the latent that goes with it.
+    assert np.linalg.norm(knobs.shift({"brightness": 1.0})) == pytest.approx(1.0, abs=0.1)
+    np.testing.assert_allclose(knobs.shift({"brightness": -2.0}), -2 * knobs.shift({"brightness": 1.0}), rtol=1e-6)
+    np.testing.assert_array_equal(knobs.shift({}), np.zeros(6, dtype=np.float32))
+    with pytest.raises(ValueError, match="unknown knob"):
+        knobs.shift({"wetness": 1.0})
+    again = Knobs.from_json(knobs.to_json())
+    np.testing.assert_array_equal(again.shift({"length": 0.5}), knobs.shift({"length": 0.5}))
+
+
+def test_knobs_refuse_non_finite_latents_and_too_few_clips():
+    with pytest.raises(ValueError, match="finite"):
+        Knobs.fit(np.full((5, 3), np.nan), np.zeros((5, 1)), ["brightness"])
+    with pytest.raises(ValueError, match="at least 3"):
+        Knobs.fit(np.zeros((2, 3)), np.zeros((2, 1)), ["brightness"])
+
+
+@pytest.mark.slow
+def test_generate_turns_brightness_with_a_knob_fitted_once_to_the_training_clips(tmp_path):
+    """Tones from 150 Hz to 3 kHz, unlabelled: what the tiny model learns first is how high they are."""
+    import json
+
+    import soundfile as sf
+
+    import generate
+    import preprocess
+    import train
+    from conftest import TINY_MODEL, preprocess_args, tone
+    from fileio import file_sha256
+    from spectrogram import spectrogram_of_file
+
+    (tmp_path / "audio").mkdir()
+    for frequency in np.geomspace(150, 3000, 16):
+        sf.write(tmp_path / "audio" / f"tone_{frequency:.0f}.wav", tone(frequency, 0.3, 8000, decay=8.0), 8000)
+    preprocess.main(preprocess_args(tmp_path / "audio", tmp_path / "spectrograms"))
+    train.main([f"--spectrograms_dir={tmp_path / 'spectrograms'}", f"--model_dir={tmp_path / 'model'}",
+                "--epochs=30", "--validation_fraction=0", "--learning_rate=0.005", *TINY_MODEL])
+    params = json.loads((tmp_path / "model" / "params.json").read_text())
+    measured = {}
+    for amount in (-2.0, 2.0):
+        written = generate.main([f"--model_dir={tmp_path / 'model'}", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
+                                 f"--output_dir={tmp_path / str(amount)}", "--num_generated=12",
+                                 "--num_reconstructed=0", f"--brightness={amount}", "--griffin_lim_iterations=8"])
+        heard = np.stack([spectrogram_of_file(path, params)[0] for path in written["generated"]]) * params["top_db"]
+        measured[amount] = sound_descriptors(heard, params)[:, KNOB_DESCRIPTORS.index("brightness")]
+    # The same draws, brighter. (How the sounds of a real kit follow: benchmarks/variations_and_pack.py.)
+    assert np.mean(measured[2.0] > measured[-2.0]) >= 0.9
+    knobs = json.loads((tmp_path / "model" / "knobs.json").read_text())
+    assert knobs["names"] == list(KNOB_DESCRIPTORS) and len(knobs["directions"][0]) == 4  # latent_space_dim
+    assert knobs["model_sha256"] == file_sha256(tmp_path / "model" / "model.keras")
+
+
+def test_a_knob_out_of_range_is_refused_before_the_model_loads(tmp_path):
+    import generate
+    from configurator import PipelineError
+
+    with pytest.raises(PipelineError, match=r"BRIGHTNESS must be between -3 and \+3"):
+        generate.main([f"--model_dir={tmp_path / 'none'}", "--brightness=4"])
+
+
+def test_with_classes_a_knob_follows_the_descriptor_within_each_class_not_across_them():
+    rng = np.random.default_rng(1)
+    classes = np.repeat([0, 1], 200)
+    latents = rng.standard_normal((400, 3))
+    latents[:, 0] += 6 * classes  # the classes lie apart along the first axis ...
+    brightness = 3.0 * classes + latents[:, 1] + 0.05 * rng.standard_normal(400)  # ... and differ in brightness too
+    across = Knobs.fit(latents, brightness[:, None], ["brightness"])
+    within = Knobs.fit(latents, brightness[:, None], ["brightness"], groups=classes)
+    assert abs(across.directions[0, 0]) > abs(across.directions[0, 1])  # mostly: become the other class
+    unit = within.directions[0] / np.linalg.norm(within.directions[0])
+    assert unit[1] > 0.99  # within a class: the axis that makes a clip brighter
+    assert np.linalg.norm(within.shift({"brightness": 1.0})) == pytest.approx(1.0, abs=0.1)
