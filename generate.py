@@ -29,9 +29,10 @@ import listening_page
 from configurator import PipelineError, configure, run_script
 from fileio import safe_name, write_json
 from folders import (CLIPS_FILE, FSDD_NAME, check_same_parameters, clip_label_indices, decoder_classes, load_knobs,
-                     load_latent_prior, load_model_folder, load_spectrograms)
+                     load_latent_prior, load_model_folder, load_spectrograms, with_model_groups)
 from sample_pack import write_sample_pack
 from phase import DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config
+from latent_space import interpolate_latents
 from plots import FIGURE_STYLE, save_figure, spectrogram_grid
 from soundgenerator import SoundGenerator, finish_for_sampler
 from spectrogram import MinMaxNormaliser, spectrogram_of_file
@@ -60,6 +61,9 @@ END_FADE = 0.01                         # seconds of fade at the end, so no soun
 # variations of one sound: NUM_GENERATED new sounds near it, instead of sounds from the prior
 VARIATIONS_OF = ""                      # an audio file ("" = none)
 VARIATION_SPREAD = 0.5                  # how far they stray, in posterior standard deviations; 0 = its reconstruction
+# your library: the clips of SPECTROGRAMS_DIR nearest an audio file, listed with distances (similar.json)
+SIMILAR_TO = ""                         # an audio file ("" = none)
+NUM_SIMILAR = 10
 # knobs: turn the new sounds, in standard deviations of the training clips (directions fitted to them)
 BRIGHTNESS = 0.0                        # spectral centroid (-1 darker, +1 brighter)
 LENGTH = 0.0                            # time from the attack to -60 dB (-1 shorter, +1 longer)
@@ -137,53 +141,6 @@ class Morph(NamedTuple):
     spectrograms: np.ndarray    # (steps, bins, frames, 1) in [0, 1]
 
 
-def interpolate_latents(start, end, steps, method="slerp"):
-    """Points from ``start`` to ``end`` in latent space, both ends included.
-
-    Parameters
-    ----------
-    start, end : array_like
-        Latent vectors of the same length.
-    steps : int
-        Number of points, at least 2.
-    method : {"slerp", "linear"}
-        "linear": evenly spaced on the straight line. "slerp": spherical
-        interpolation, evenly spaced in angle; the path keeps the length of the
-        vectors instead of cutting through the low-probability centre of the
-        prior. When the angle is 0 or 180 degrees (or an end is the zero vector)
-        the direction is undefined and slerp falls back to linear.
-
-    Returns
-    -------
-    numpy.ndarray
-        (steps, latent_dim) float32; the first row is ``start``, the last ``end``.
-
-    Examples
-    --------
-    >>> interpolate_latents([1.0, 0.0], [0.0, 1.0], 3, "slerp").astype(float).round(3).tolist()
-    [[1.0, 0.0], [0.707, 0.707], [0.0, 1.0]]
-    >>> interpolate_latents([1.0, 0.0], [0.0, 1.0], 3, "linear").tolist()
-    [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
-    """
-    start = np.asarray(start, dtype=np.float64).reshape(-1)
-    end = np.asarray(end, dtype=np.float64).reshape(-1)
-    if start.shape != end.shape:
-        raise ValueError(f"start and end must have the same length, got {len(start)} and {len(end)}")
-    if steps < 2:
-        raise ValueError(f"steps must be at least 2, got {steps}")
-    if method not in ("linear", "slerp"):
-        raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
-    positions = np.linspace(0.0, 1.0, steps)[:, np.newaxis]
-    points = (1 - positions) * start + positions * end
-    lengths = np.linalg.norm(start) * np.linalg.norm(end)
-    if method == "slerp" and lengths > 0:
-        angle = np.arccos(np.clip(np.dot(start, end) / lengths, -1.0, 1.0))
-        if np.sin(angle) > 1e-6:
-            points = (np.sin((1 - positions) * angle) * start + np.sin(positions * angle) * end) / np.sin(angle)
-    points[0], points[-1] = start, end  # exactly, not up to rounding
-    return points.astype(np.float32)
-
-
 def class_of_file(path, label_names):
     """The class of an audio file for a conditional model: its folder's name, else an FSDD-style name."""
     path = Path(path)
@@ -241,7 +198,32 @@ def variations_of(path, vae, params, training, count, spread, seed=0, shift=None
     return vae.decode(latents, labels), min_db, max_db, class_name
 
 
-def class_end(name, vae, label_names, spectrograms_dir, model_params, generation_level_db):
+def similar_clips(path, vae, params, training, spectrograms_dir, model_dir, count):
+    """The ``count`` clips of ``spectrograms_dir`` nearest the audio file ``path`` in the latent space.
+
+    Returns
+    -------
+    list of dict
+        id, file, label (or group) and distance (Euclidean, between latent means), nearest first.
+    """
+    spectrogram, _, _ = spectrogram_of_file(path, params)
+    data, clips, data_params = load_spectrograms(spectrograms_dir)
+    check_same_parameters(params, data_params, spectrograms_dir)
+    clips = with_model_groups(clips, model_dir)
+    label_names = decoder_classes(vae, training)
+    label = class_of_file(path, label_names) if label_names else None
+    mean, _ = vae.encode(spectrogram[np.newaxis], None if label is None else [label])
+    rows = np.arange(len(clips))
+    if label_names:  # a conditional model encodes each clip with its own class
+        rows = np.array([i for i in rows if clips[i].get("label") in label_names], dtype=int)
+    means = vae.encode_rows(data, rows, clip_label_indices([clips[i] for i in rows], label_names))
+    distances = np.linalg.norm(means - mean, axis=1)
+    order = np.argsort(distances, kind="stable")[:count]
+    return [{"id": clips[rows[i]]["id"], "file": clips[rows[i]]["file"], "label": clips[rows[i]].get("label"),
+             "distance": round(float(distances[i]), 4)} for i in order]
+
+
+def class_end(name, vae, label_names, spectrograms_dir, model_params, generation_level_db, model_dir=None):
     """A class of the model as a morph end: the mean latent of its clips in ``spectrograms_dir``.
 
     Without such clips, the prior's mean (the zero vector) and the training
@@ -256,6 +238,8 @@ def class_end(name, vae, label_names, spectrograms_dir, model_params, generation
         return MorphEnd(name, latent, label, min_db, max_db)
     data, clips, data_params = load_spectrograms(spectrograms_dir)
     check_same_parameters(model_params, data_params, spectrograms_dir)
+    if model_dir is not None:  # the groups of an unlabelled folder are classes too
+        clips = with_model_groups(clips, model_dir)
     indices = np.array([i for i, clip in enumerate(clips) if clip.get("label") == name], dtype=int)
     if len(indices) == 0:
         print(f"morph: no clips of class {name!r} in {spectrograms_dir}; it starts from the prior's mean")
@@ -265,7 +249,7 @@ def class_end(name, vae, label_names, spectrograms_dir, model_params, generation
                     float(np.mean([clips[i]["max"] for i in indices])))
 
 
-def morph_end(text, setting, vae, params, training, spectrograms_dir):
+def morph_end(text, setting, vae, params, training, spectrograms_dir, model_dir=None):
     """Turn MORPH_FROM or MORPH_TO (an audio file or a class name) into a ``MorphEnd``.
 
     Parameters
@@ -289,7 +273,7 @@ def morph_end(text, setting, vae, params, training, spectrograms_dir):
     label_names = decoder_classes(vae, training)
     classes = training["classes"]
     if classes and text in classes:
-        return class_end(text, vae, classes, spectrograms_dir, params, training["generation_level_db"])
+        return class_end(text, vae, classes, spectrograms_dir, params, training["generation_level_db"], model_dir)
     if not Path(text).is_file():
         known = (f"this model's classes: {', '.join(classes)}" if classes
                  else "this model has no classes, so give an audio file")
@@ -383,8 +367,11 @@ def validate(config):
     if config.VARIATION_SPREAD < 0:
         raise PipelineError(f"VARIATION_SPREAD must be 0 or more (posterior standard deviations), "
                             f"got {config.VARIATION_SPREAD}")
-    if config.VARIATIONS_OF and not Path(config.VARIATIONS_OF).is_file():
-        raise PipelineError(f"VARIATIONS_OF: no audio file at {config.VARIATIONS_OF}")
+    for name in ("VARIATIONS_OF", "SIMILAR_TO"):
+        if getattr(config, name) and not Path(getattr(config, name)).is_file():
+            raise PipelineError(f"{name}: no audio file at {getattr(config, name)}")
+    if config.NUM_SIMILAR < 1:
+        raise PipelineError(f"NUM_SIMILAR must be at least 1, got {config.NUM_SIMILAR}")
     if config.BIT_DEPTH not in WAV_SUBTYPES:
         raise PipelineError(f"BIT_DEPTH must be 16, 24 or 32 (float), got {config.BIT_DEPTH}")
     if not (config.PEAK_DBFS <= 0 and config.TRIM_DB < 0 and config.END_FADE >= 0):
@@ -409,8 +396,16 @@ def main(argv=None):
     # The ends of a morph first: a typo is reported before minutes of work.
     morph_ends = None
     if config.MORPH_FROM:
-        morph_ends = (morph_end(config.MORPH_FROM, "MORPH_FROM", vae, params, training, config.SPECTROGRAMS_DIR),
-                      morph_end(config.MORPH_TO, "MORPH_TO", vae, params, training, config.SPECTROGRAMS_DIR))
+        morph_ends = tuple(morph_end(text, name, vae, params, training, config.SPECTROGRAMS_DIR, config.MODEL_DIR)
+                           for text, name in ((config.MORPH_FROM, "MORPH_FROM"), (config.MORPH_TO, "MORPH_TO")))
+
+    if config.SIMILAR_TO:
+        similar = similar_clips(config.SIMILAR_TO, vae, params, training, config.SPECTROGRAMS_DIR, config.MODEL_DIR,
+                                config.NUM_SIMILAR)
+        write_json(output_dir / "similar.json", {"to": str(config.SIMILAR_TO), "clips": similar})
+        print(f"the {len(similar)} clips of {config.SPECTROGRAMS_DIR} nearest {config.SIMILAR_TO} (latent distance):")
+        for clip in similar:
+            print(f"  {clip['distance']:8.3f}  {clip['file']}" + (f"  ({clip['label']})" if clip["label"] else ""))
 
     # Brand-new sounds: from the prior, given the training set's typical level, or near one sound.
     if config.NUM_GENERATED and config.VARIATIONS_OF:

@@ -268,6 +268,53 @@ class Knobs:
         return cls(data["names"], data["directions"], data["r2"])
 
 
+def interpolate_latents(start, end, steps, method="slerp"):
+    """Points from ``start`` to ``end`` in latent space, both ends included.
+
+    Parameters
+    ----------
+    start, end : array_like
+        Latent vectors of the same length.
+    steps : int
+        Number of points, at least 2.
+    method : {"slerp", "linear"}
+        "linear": evenly spaced on the straight line. "slerp": spherical
+        interpolation, evenly spaced in angle; the path keeps the length of the
+        vectors instead of cutting through the low-probability centre of the
+        prior. When the angle is 0 or 180 degrees (or an end is the zero vector)
+        the direction is undefined and slerp falls back to linear.
+
+    Returns
+    -------
+    numpy.ndarray
+        (steps, latent_dim) float32; the first row is ``start``, the last ``end``.
+
+    Examples
+    --------
+    >>> interpolate_latents([1.0, 0.0], [0.0, 1.0], 3, "slerp").astype(float).round(3).tolist()
+    [[1.0, 0.0], [0.707, 0.707], [0.0, 1.0]]
+    >>> interpolate_latents([1.0, 0.0], [0.0, 1.0], 3, "linear").tolist()
+    [[1.0, 0.0], [0.5, 0.5], [0.0, 1.0]]
+    """
+    start = np.asarray(start, dtype=np.float64).reshape(-1)
+    end = np.asarray(end, dtype=np.float64).reshape(-1)
+    if start.shape != end.shape:
+        raise ValueError(f"start and end must have the same length, got {len(start)} and {len(end)}")
+    if steps < 2:
+        raise ValueError(f"steps must be at least 2, got {steps}")
+    if method not in ("linear", "slerp"):
+        raise ValueError(f"method must be 'linear' or 'slerp', got {method!r}")
+    positions = np.linspace(0.0, 1.0, steps)[:, np.newaxis]
+    points = (1 - positions) * start + positions * end
+    lengths = np.linalg.norm(start) * np.linalg.norm(end)
+    if method == "slerp" and lengths > 0:
+        angle = np.arccos(np.clip(np.dot(start, end) / lengths, -1.0, 1.0))
+        if np.sin(angle) > 1e-6:
+            points = (np.sin((1 - positions) * angle) * start + np.sin(positions * angle) * end) / np.sin(angle)
+    points[0], points[-1] = start, end  # exactly, not up to rounding
+    return points.astype(np.float32)
+
+
 # --- sorting an unlabelled folder into groups ------------------------------------------------
 
 GROUP_RANGE = (2, 8)  # the numbers of groups tried when none is set

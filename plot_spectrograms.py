@@ -33,7 +33,8 @@ from configurator import PipelineError, configure, require, run_script
 from fileio import read_json
 from latent_space import latent_discriminants, latent_grid_points, latent_pca
 from folders import (CLIPS_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, SPECTROGRAMS_FILE, TRAINING_FILE,
-                     check_same_parameters, clip_label_indices, decoder_classes, load_model_folder, load_spectrograms)
+                     check_same_parameters, clip_label_indices, decoder_classes, load_model_folder, load_spectrograms,
+                     with_model_groups)
 from plots import FIGURE_STYLE, save_figure, spectrogram_grid
 from spectrogram import MinMaxNormaliser, wav_spectrogram_db
 
@@ -321,6 +322,7 @@ def latent_figures(config):
     vae, params, training = load_model_folder(model_dir)
     spectrograms, clips, data_params = load_spectrograms(spectrograms_dir)
     check_same_parameters(params, data_params, spectrograms_dir)
+    clips = with_model_groups(clips, model_dir)  # an unlabelled folder's groups are coloured as classes
     label_names = decoder_classes(vae, training)
     clip_indices = np.arange(len(clips))
     if label_names:  # a conditional model encodes each clip with its label

@@ -30,7 +30,8 @@ from autoencoder import VAE
 from configurator import PipelineError, configure, require, run_script
 from fileio import atomic_write, read_json, write_json
 from folders import (FSDD_NAME, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, SPECTROGRAMS_FILE, STATE_DIR, TRAINING_FILE,
-                     TRAINING_FORMAT_VERSION, load_spectrograms, natural_key, save_latent_prior)
+                     TRAINING_FORMAT_VERSION, clip_descriptors, load_spectrograms, natural_key, save_groups,
+                     save_latent_prior, with_model_groups)
 import latent_space
 
 # I/O
@@ -45,6 +46,7 @@ LATENT_SPACE_DIM = 32
 NORMALIZATION = "none"                  # after each convolution: "none", "group" or "batch" (the tutorial's; its statistics
                                         # lag behind on small folders, measured: README, "Defaults")
 CONDITIONAL = False                     # True: learn one sound class per label (sub-folder or file name)
+GROUPS = 0                              # unlabelled clips: sorted into this many groups; 0 = chosen, 1 = none
 LATENT_CLASSIFIER_WEIGHT = 100.0        # labels known: a classifier on the latent organises it by class; 0 = off
 # loss = RECONSTRUCTION_LOSS_WEIGHT * MSE + KL_WEIGHT * KL
 RECONSTRUCTION_LOSS_WEIGHT = 30000.0
@@ -202,6 +204,39 @@ def fit_latent_prior(model_dir, reader, train_indices, clips, class_names):
     return prior
 
 
+def sort_into_groups(model_dir, reader, clips, train_indices, params, count=0, seed=0):
+    """Sort the clips of an unlabelled folder into groups, by where the model puts them; return the names.
+
+    K-means on the latent means of the training clips, with ``count`` groups or,
+    for 0, the number from 2 to 8 with the highest mean silhouette. Each group is
+    named by its character (``latent_space.name_groups``: dark/bright, short/long)
+    and gets a representative clip, its training clip nearest the centre; held-out
+    clips join the nearest group. Written to ``groups.json``; from then on each
+    group is a class of the model (``folders.with_model_groups``).
+    """
+    vae = VAE.load(Path(model_dir) / MODEL_FILE)
+    means = vae.encode_rows(reader, np.arange(len(clips)))
+    train_indices = np.asarray(train_indices, dtype=int)
+    labels, centres, scores = latent_space.choose_groups(means[train_indices], count, seed)
+    level = generation_level(clips, train_indices)
+    descriptors = clip_descriptors(reader, train_indices, level, params)
+    names = latent_space.name_groups(labels, descriptors[:, 0], descriptors[:, 1])
+    nearest = ((means[:, None, :] - centres[None]) ** 2).sum(axis=2).argmin(axis=1)
+    nearest[train_indices] = labels
+    representatives = {}
+    for group, name in names.items():
+        members = train_indices[labels == group]
+        closest = members[np.argmin(((means[members] - centres[group]) ** 2).sum(axis=1))]
+        representatives[name] = clips[closest]["id"]
+    save_groups(model_dir, {clip["id"]: names[int(group)] for clip, group in zip(clips, nearest)},
+                representatives, scores)
+    chosen = ", ".join(f"{name} ({np.sum(labels == group)} clips, e.g. {representatives[name]})"
+                       for group, name in names.items())
+    print(f"sorted the unlabelled clips into {len(names)} groups by where the model puts them "
+          f"(silhouette {max(scores.values()):.2f}): {chosen}")
+    return sorted(names.values(), key=natural_key)
+
+
 def generation_level(clips, train_indices):
     """The dB range given to brand-new sounds: the median of the training clips' own ranges."""
     maxima = np.array([clips[i]["max"] for i in train_indices])
@@ -340,6 +375,7 @@ def validate(config):
         (len(config.CONV_FILTERS) == len(config.CONV_KERNELS) == len(config.CONV_STRIDES),
          "CONV_FILTERS, CONV_KERNELS and CONV_STRIDES must have one entry per layer, got "
          f"{len(config.CONV_FILTERS)}, {len(config.CONV_KERNELS)} and {len(config.CONV_STRIDES)}"),
+        (config.GROUPS >= 0, f"GROUPS must be 0 (chosen from the clips), 1 (none) or more, got {config.GROUPS}"),
         (config.LATENT_CLASSIFIER_WEIGHT >= 0,
          f"LATENT_CLASSIFIER_WEIGHT must be 0 or more, got {config.LATENT_CLASSIFIER_WEIGHT}"),
         # Each worker would check its own clock and stop at another step, leaving the others waiting.
@@ -465,6 +501,11 @@ def main(argv=None):
 
     if chief and not config.CONDITIONAL and (model_dir / MODEL_FILE).exists() and len(train_indices):
         try:
+            if not class_names and config.GROUPS != 1 and len(train_indices) >= 6:
+                class_names = sort_into_groups(model_dir, reader, clips, train_indices, params, config.GROUPS,
+                                               config.SEED)
+                write_model_info(model_dir, config, params, class_names, clips, train_indices, validation_indices)
+                clips = with_model_groups(clips, model_dir)
             fit_latent_prior(model_dir, reader, train_indices, clips, class_names)
             print(f"fitted the latent prior for new sounds ({len(class_names) or 'one'} Gaussian"
                   f"{'s, one per class' if class_names else ''}) to the training clips")

@@ -13,6 +13,7 @@ import generate
 from configurator import PipelineError
 from conftest import DURATION, SAMPLE_RATE, copy_project, tiny_project
 from data.synthesize_drums import DRUM_CLASSES
+from latent_space import interpolate_latents
 from spectrogram import spectrogram_of_file, wav_spectrogram_db
 
 CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, snare, tom
@@ -72,20 +73,20 @@ def test_an_unknown_label_is_refused_with_the_labels_the_model_knows(conditional
 # --- latent interpolation (no model) ---------------------------------------------------------
 
 def test_linear_interpolation_is_evenly_spaced_on_the_straight_line():
-    points = generate.interpolate_latents([0.0, 2.0], [4.0, 6.0], 5, "linear")
+    points = interpolate_latents([0.0, 2.0], [4.0, 6.0], 5, "linear")
     np.testing.assert_allclose(points, [[0, 2], [1, 3], [2, 4], [3, 5], [4, 6]])
 
 
 def test_slerp_keeps_the_length_and_is_evenly_spaced_in_angle():
     start, end = np.array([3.0, 0.0, 0.0]), np.array([0.0, 0.0, 3.0])
-    points = generate.interpolate_latents(start, end, 7, "slerp")
+    points = interpolate_latents(start, end, 7, "slerp")
     np.testing.assert_allclose(np.linalg.norm(points, axis=1), 3.0, rtol=1e-6)
     angles = np.degrees(np.arctan2(points[:, 2], points[:, 0]))
     np.testing.assert_allclose(angles, np.linspace(0, 90, 7), atol=1e-4)
 
 
 def test_slerp_interpolates_the_length_between_ends_of_different_lengths():
-    points = generate.interpolate_latents([1.0, 0.0], [0.0, 3.0], 9, "slerp")
+    points = interpolate_latents([1.0, 0.0], [0.0, 3.0], 9, "slerp")
     lengths = np.linalg.norm(points, axis=1)
     assert lengths[0] == pytest.approx(1.0) and lengths[-1] == pytest.approx(3.0)
     assert np.all(np.diff(lengths) > 0)
@@ -95,26 +96,26 @@ def test_both_ends_are_returned_exactly():
     start = np.random.default_rng(1).standard_normal(16).astype(np.float32)
     end = np.random.default_rng(2).standard_normal(16).astype(np.float32)
     for method in ("linear", "slerp"):
-        points = generate.interpolate_latents(start, end, 8, method)
+        points = interpolate_latents(start, end, 8, method)
         assert points.shape == (8, 16)
         np.testing.assert_array_equal(points[0], start)
         np.testing.assert_array_equal(points[-1], end)
 
 
 def test_slerp_falls_back_to_linear_when_the_direction_is_undefined():
-    np.testing.assert_allclose(generate.interpolate_latents([0.0, 0.0], [2.0, 2.0], 3, "slerp"),
+    np.testing.assert_allclose(interpolate_latents([0.0, 0.0], [2.0, 2.0], 3, "slerp"),
                                [[0, 0], [1, 1], [2, 2]])
-    np.testing.assert_allclose(generate.interpolate_latents([1.0, 0.0], [-1.0, 0.0], 3, "slerp"),
+    np.testing.assert_allclose(interpolate_latents([1.0, 0.0], [-1.0, 0.0], 3, "slerp"),
                                [[1, 0], [0, 0], [-1, 0]])
 
 
 def test_interpolation_refuses_bad_arguments():
     with pytest.raises(ValueError, match="same length, got 2 and 3"):
-        generate.interpolate_latents([0.0, 1.0], [0.0, 1.0, 2.0], 4)
+        interpolate_latents([0.0, 1.0], [0.0, 1.0, 2.0], 4)
     with pytest.raises(ValueError, match="steps must be at least 2, got 1"):
-        generate.interpolate_latents([0.0], [1.0], 1)
+        interpolate_latents([0.0], [1.0], 1)
     with pytest.raises(ValueError, match="'linear' or 'slerp', got 'cubic'"):
-        generate.interpolate_latents([0.0], [1.0], 3, "cubic")
+        interpolate_latents([0.0], [1.0], 3, "cubic")
 
 
 # --- morphing with a model --------------------------------------------------------------------
