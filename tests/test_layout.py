@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-STEP_SCRIPTS = {"preprocess", "train", "generate", "plot_spectrograms", "evaluate"}
+STEP_SCRIPTS = {"preprocess", "train", "generate", "plot_spectrograms", "evaluate", "explore"}
 MODULES = {path.stem: path for path in sorted(ROOT.glob("*.py"))}
 LAZY_ALLOWED = {"autoencoder"}  # TensorFlow loads when a model is needed, not at import
 

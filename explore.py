@@ -1,0 +1,322 @@
+"""Explore a trained model live: turn knobs, hear each new sound at once, keep the good ones.
+
+    python explore.py                       # then open the address it prints
+    python explore.py --model_dir=models/kit --port=8080
+
+Serves one page on 127.0.0.1 (this computer only). Every change on the page asks
+for a sound: the model decodes a latent vector (a fresh draw from the prior, a
+variation of the current sound, or a point of a morph between two kept ones),
+moved by the knobs (brightness, length) and along the two main directions of
+the latent space; the phase is reconstructed (quickly: PREVIEW_ITERATIONS) and the WAV comes back with
+its spectrogram. "Keep" writes the current sound, made again at full quality, as
+a 24-bit WAV into KEEP_DIR;
+"Export pack" turns the kept sounds into a sample pack there. Ctrl-C stops it.
+
+The standard library's HTTP server is enough here: one user, on loopback, a few
+requests a second (see the README for why no web framework).
+"""
+
+import base64
+import io
+import itertools
+import json
+import threading
+from collections import OrderedDict
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Final
+
+import matplotlib
+import numpy as np
+import PIL.Image
+import soundfile as sf
+
+from configurator import PipelineError, configure, run_script
+from fileio import safe_name
+from folders import decoder_classes, load_knobs, load_latent_prior, load_model_folder, load_spectrograms
+from latent_space import interpolate_latents, latent_pca
+from phase import DEFAULT_N_ITER
+from sample_pack import write_sample_pack
+from soundgenerator import SoundGenerator, finish_for_sampler, full_range
+
+# I/O
+MODEL_DIR = "models/vae"
+SPECTROGRAMS_DIR = "data/spectrograms"  # the training clips: for the knobs and the main directions
+KEEP_DIR = "samples/kept"               # where "Keep" writes; nothing is written anywhere else
+PORT = 8000                             # 0 = any free port
+# sound
+PREVIEW_ITERATIONS = 12                 # Griffin-Lim iterations of what you hear while exploring (fast)
+GRIFFIN_LIM_ITERATIONS = DEFAULT_N_ITER  # ... and of a kept sound, made again at full quality
+PEAK_DBFS = -1.0
+SEED = 0
+# limits
+MAX_BODY_BYTES = 4096                   # a request is a few settings: anything larger is refused
+REQUEST_SECONDS = 20.0                  # a connection that sends nothing for this long is closed
+REMEMBERED_SOUNDS = 200                 # recent sounds the page can keep or vary
+
+HOST: Final = "127.0.0.1"
+KNOBS: Final = ("brightness", "length")
+DIRECTIONS: Final = ("direction_1", "direction_2")  # the two main (PCA) directions of the training clips
+LIMIT: Final = 3.0                      # knobs and directions, in standard deviations
+
+
+class RequestError(ValueError):
+    """A request that cannot be served, with the reason for the page."""
+
+
+class SoundExplorer:
+    """Makes sounds for the page: draws and moves latent vectors, decodes them, remembers and keeps them."""
+
+    def __init__(self, config):
+        self.config = config
+        self.vae, self.params, self.training = load_model_folder(config.MODEL_DIR)
+        self.classes = decoder_classes(self.vae, self.training)
+        self.prior = None if self.vae.num_classes else load_latent_prior(
+            config.MODEL_DIR, (self.vae, self.params, self.training), config.SPECTROGRAMS_DIR)
+        if self.prior is not None:
+            self.classes = self.prior.classes
+        data, clips, _ = load_spectrograms(config.SPECTROGRAMS_DIR)
+        self.knobs = load_knobs(config.MODEL_DIR, self.vae, self.params, self.training, config.SPECTROGRAMS_DIR)
+        rows = np.linspace(0, len(clips) - 1, min(len(clips), 2000)).astype(int)
+        labels = None
+        if self.vae.num_classes:
+            labels = np.array([self.classes.index(clips[i]["label"]) for i in rows])
+        means = self.vae.encode_rows(data, rows, labels)
+        projected, components, _ = latent_pca(means)
+        self.directions = components * projected.std(axis=0)[:, None]  # one step = one standard deviation
+        self.latent_std = means.std(axis=0)
+        self.preview = SoundGenerator(self.params["sample_rate"], self.params["frame_size"],
+                                      self.params["hop_length"], n_iter=config.PREVIEW_ITERATIONS)
+        self.generator = SoundGenerator(self.params["sample_rate"], self.params["frame_size"],
+                                        self.params["hop_length"], n_iter=config.GRIFFIN_LIM_ITERATIONS)
+        self.level = self.training["generation_level_db"]
+        self.lock = threading.Lock()  # one sound at a time: the model and the memory below are shared
+        self.sounds = OrderedDict()    # id -> {"latent", "label", "class", "wav"}
+        self.counter = itertools.count(1)
+
+    def info(self):
+        """What the page offers: classes, knobs, directions, their range, the sound's rate and length."""
+        return {"classes": list(self.classes), "knobs": list(KNOBS), "directions": list(DIRECTIONS),
+                "limit": LIMIT, "sample_rate": self.params["sample_rate"], "seconds": self.params["duration"],
+                "model_dir": str(self.config.MODEL_DIR)}
+
+    def _number(self, request, name, low, high, default):
+        value = request.get(name, default)
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+            raise RequestError(f"{name} must be a number from {low} to {high}, got {value!r}")
+        return float(value)
+
+    def _settings(self, request, group, names):
+        settings = request.get(group, {})
+        if not isinstance(settings, dict) or set(settings) - set(names):
+            raise RequestError(f"{group} must be an object with some of {list(names)}, got {settings!r}")
+        return {name: self._number(settings, name, -LIMIT, LIMIT, 0.0) for name in names}
+
+    def _remembered(self, request, name):
+        sound = self.sounds.get(request.get(name))
+        if sound is None:
+            raise RequestError(f"{name}: no recent sound {request.get(name)!r} (make one first)")
+        return sound
+
+    def make(self, request):
+        """Decode the sound a request describes; returns its id, WAV (base64), spectrogram (PNG, base64)."""
+        if not isinstance(request, dict):
+            raise RequestError("the request must be a JSON object")
+        mode = request.get("mode", "new")
+        if mode not in ("new", "variation", "morph"):
+            raise RequestError(f"mode must be new, variation or morph, got {mode!r}")
+        knobs = self._settings(request, "knobs", KNOBS)
+        directions = self._settings(request, "directions", DIRECTIONS)
+        name = request.get("class", "")
+        if name and name not in self.classes:
+            raise RequestError(f"unknown class {name!r}; this model knows: {', '.join(self.classes) or 'none'}")
+        with self.lock:  # one decoding at a time: TensorFlow already spreads one over both cores
+            latent, label, name = self._latent(request, mode, name)
+            moved = latent + self.knobs.shift(knobs) + np.array([directions[d] for d in DIRECTIONS]) @ \
+                self.directions[:len(DIRECTIONS)]
+            labels = None if label is None or not self.vae.num_classes else [label]
+            spectrogram = full_range(self.vae.decode_now(moved[None], labels))
+        # The phase reconstruction runs outside the lock, so two requests can use both cores.
+        wav = self._wav(spectrogram, self.preview)
+        with self.lock:
+            sound_id = f"s{next(self.counter)}"
+            self.sounds[sound_id] = {"latent": latent, "label": label, "class": name, "spectrogram": spectrogram}
+            while len(self.sounds) > self.config.REMEMBERED_SOUNDS:
+                self.sounds.popitem(last=False)
+        return {"id": sound_id, "class": name, "wav": base64.b64encode(wav).decode(),
+                "png": base64.b64encode(picture(spectrogram[0, ..., 0])).decode(),
+                "sample_rate": self.params["sample_rate"]}
+
+    def _wav(self, spectrogram, generator):
+        """A decoded spectrogram as the bytes of a 24-bit WAV file ready for a sampler."""
+        signal = generator.convert_spectrograms_to_audio(spectrogram, self.level["min"], self.level["max"])[0]
+        wav = io.BytesIO()
+        sf.write(wav, finish_for_sampler(signal, self.params["sample_rate"], self.config.PEAK_DBFS),
+                 self.params["sample_rate"], format="WAV", subtype="PCM_24")
+        return wav.getvalue()
+
+    def _latent(self, request, mode, name):
+        """(latent vector before the knobs, class index or None, class name) for a request."""
+        if mode == "variation":
+            source = self._remembered(request, "of")
+            spread = self._number(request, "spread", 0.0, LIMIT, 0.3)
+            noise = np.random.default_rng(int(self._number(request, "seed", 0, 2 ** 31, 0))).standard_normal(
+                source["latent"].shape)
+            # ``spread`` in standard deviations of the training clips' latent means, dimension by dimension
+            return source["latent"] + spread * self.latent_std * noise, source["label"], source["class"]
+        if mode == "morph":
+            start, end = self._remembered(request, "a"), self._remembered(request, "b")
+            position = self._number(request, "t", 0.0, 1.0, 0.5)
+            path = interpolate_latents(start["latent"], end["latent"], 101, "slerp")
+            ends = start if position < 0.5 else end
+            return path[int(round(position * 100))], ends["label"], ends["class"]
+        temperature = self._number(request, "temperature", 0.1, 2.0, 1.0)
+        rng = np.random.default_rng(int(self._number(request, "seed", 0, 2 ** 31, self.config.SEED)))
+        label = self.classes.index(name) if name else None
+        if self.prior is not None:
+            return self.prior.sample(1, None if label is None else [label], rng, temperature)[0], label, name
+        latent = rng.standard_normal(self.vae.latent_space_dim) * temperature
+        return latent, (label if label is not None else 0) if self.vae.num_classes else None, name
+
+    def keep(self, request):
+        """Write a remembered sound into KEEP_DIR under a sanitised name, its phase reconstructed at full
+        quality (GRIFFIN_LIM_ITERATIONS); returns the file's name."""
+        sound = self._remembered(request if isinstance(request, dict) else {}, "id")
+        folder = Path(self.config.KEEP_DIR)
+        folder.mkdir(parents=True, exist_ok=True)
+        stem = safe_name(str(request.get("name") or f"{sound['class'] or 'sound'}_{request['id']}"))
+        path = folder / f"{stem}.wav"
+        wav = self._wav(sound["spectrogram"], self.generator)
+        with self.lock:
+            number = 2
+            while path.exists():
+                path, number = folder / f"{stem}_{number}.wav", number + 1
+            path.write_bytes(wav)
+            (folder / f"{path.stem}.json").write_text(json.dumps({"class": sound["class"]}))
+        return {"kept": path.name, "folder": str(folder)}
+
+    def export(self):
+        """A sample pack of every kept sound, in KEEP_DIR/pack."""
+        folder = Path(self.config.KEEP_DIR)
+        kept = sorted(folder.glob("*.wav")) if folder.is_dir() else []
+        if not kept:
+            raise RequestError("nothing kept yet: press Keep on a sound first")
+        sounds = []
+        for path in kept:
+            meta = path.with_suffix(".json")
+            sounds.append((path, json.loads(meta.read_text()).get("class", "") if meta.exists() else ""))
+        with self.lock:
+            pack = write_sample_pack(folder / "pack", sounds, "explored_kit")
+        return {"sfz": str(pack["sfz"]), "dspreset": str(pack["dspreset"]), "sounds": len(sounds)}
+
+
+MAGMA: Final = (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
+
+
+def picture(spectrogram, rows=128):
+    """PNG bytes of a normalised spectrogram (bins, frames): low frequencies at the bottom, magma colours.
+
+    The bins are averaged down to ``rows`` (enough for a 240-pixel picture) and the
+    colours looked up in a table: a few milliseconds, where matplotlib's ``imsave``
+    of the whole spectrogram took about 70.
+    """
+    bins = len(spectrogram) - len(spectrogram) % rows if len(spectrogram) > rows else len(spectrogram)
+    pooled = spectrogram[:bins].reshape(min(rows, bins), -1, spectrogram.shape[1]).mean(axis=1)
+    pixels = MAGMA[np.clip(pooled[::-1] * 255, 0, 255).astype(np.uint8)]
+    png = io.BytesIO()
+    PIL.Image.fromarray(pixels).save(png, format="PNG", compress_level=1)
+    return png.getvalue()
+
+
+def handler_for(explorer, page):
+    """The request handler class, bound to one ``SoundExplorer`` and the page's HTML."""
+
+    class ExplorerHandler(BaseHTTPRequestHandler):
+        timeout = explorer.config.REQUEST_SECONDS  # per read: a silent client is dropped
+        server_version = "explore.py"
+
+        def log_message(self, format, *args):  # quiet: the page shows what happens
+            pass
+
+        def _send(self, status, body, content_type="application/json"):
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/":
+                self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+            elif self.path == "/api/model":
+                self._send(HTTPStatus.OK, explorer.info())
+            else:
+                self._send(HTTPStatus.NOT_FOUND, {"error": f"no page at {self.path}"})
+
+        def do_POST(self):
+            actions = {"/api/sound": explorer.make, "/api/keep": explorer.keep,
+                       "/api/export": lambda request: explorer.export()}
+            if self.path not in actions:
+                return self._send(HTTPStatus.NOT_FOUND, {"error": f"no action at {self.path}"})
+            try:
+                length = int(self.headers.get("Content-Length", "0"))
+            except ValueError:
+                return self._send(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be a number"})
+            if not 0 <= length <= explorer.config.MAX_BODY_BYTES:
+                return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                                  {"error": f"a request holds at most {explorer.config.MAX_BODY_BYTES} bytes"})
+            try:
+                request = json.loads(self.rfile.read(length) or b"{}")
+            except (ValueError, UnicodeDecodeError) as error:
+                return self._send(HTTPStatus.BAD_REQUEST, {"error": f"the body is not JSON ({error})"})
+            try:
+                self._send(HTTPStatus.OK, actions[self.path](request))
+            except RequestError as error:
+                self._send(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+
+    return ExplorerHandler
+
+
+def serve(config):
+    """The running server (not yet serving): bound to 127.0.0.1 and PORT (0: a free one)."""
+    explorer = SoundExplorer(config)
+    server = ThreadingHTTPServer((HOST, config.PORT), handler_for(explorer, page_html()))
+    server.daemon_threads = True
+    return server
+
+
+def page_html():
+    """The explorer's page: inline style and script, no fonts or files from elsewhere."""
+    return (Path(__file__).with_name("explore.html")).read_text(encoding="utf-8")
+
+
+def validate(config):
+    if not (config.PORT == 0 or 1024 <= config.PORT <= 65535):
+        raise PipelineError(f"PORT must be 0 (any free port) or 1024 to 65535, got {config.PORT}")
+    if not (1 <= config.PREVIEW_ITERATIONS and 1 <= config.GRIFFIN_LIM_ITERATIONS):
+        raise PipelineError("PREVIEW_ITERATIONS and GRIFFIN_LIM_ITERATIONS must be at least 1")
+    if config.MAX_BODY_BYTES < 256 or config.REQUEST_SECONDS <= 0 or config.REMEMBERED_SOUNDS < 2:
+        raise PipelineError("MAX_BODY_BYTES must be at least 256, REQUEST_SECONDS positive and "
+                            "REMEMBERED_SOUNDS at least 2")
+
+
+def main(argv=None):
+    config = configure(globals(), argv)
+    validate(config)
+    server = serve(config)
+    host, port = server.server_address[:2]
+    print(f"exploring {config.MODEL_DIR}: open http://{host}:{port}/ (Ctrl-C stops); kept sounds go to "
+          f"{config.KEEP_DIR}/")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        print("\nstopped")
+    finally:
+        server.server_close()
+
+
+if __name__ == "__main__":
+    run_script(main)
