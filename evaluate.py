@@ -31,7 +31,7 @@ import numpy as np
 from configurator import PipelineError, configure, run_script
 from fileio import write_json
 from folders import (check_same_parameters, clip_label_indices, decoder_classes, load_latent_prior,
-                     load_model_folder, load_spectrograms, settings_from_params)
+                     load_model_folder, load_spectrograms, settings_from_params, training_rows)
 from phase import (DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config,
                    spectral_convergence)
 from soundgenerator import SoundGenerator
@@ -153,7 +153,7 @@ def evaluate(config):
     train_data, train_clips, data_params = load_spectrograms(config.SPECTROGRAMS_DIR)
     check_same_parameters(params, data_params, config.SPECTROGRAMS_DIR)
     validation_ids = set(training.get("validation_ids", []))
-    train_indices = [i for i, clip in enumerate(train_clips) if clip["id"] not in validation_ids]
+    train_indices = training_rows(train_clips, training)
 
     with tempfile.TemporaryDirectory() as workdir:
         if config.AUDIO_DIR:

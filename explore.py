@@ -39,6 +39,7 @@ from latent_space import interpolate_latents, latent_pca
 from phase import DEFAULT_N_ITER
 from sample_pack import write_sample_pack
 from soundgenerator import SoundGenerator, finish_for_sampler, full_range
+from spectrogram import OFFERED_KNOBS
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -56,7 +57,6 @@ REQUEST_SECONDS = 20.0                  # a connection that sends nothing for th
 REMEMBERED_SOUNDS = 200                 # recent sounds the page can keep or vary
 
 HOST: Final = "127.0.0.1"
-KNOBS: Final = ("brightness", "length")
 DIRECTIONS: Final = ("direction_1", "direction_2")  # the two main (PCA) directions of the training clips
 LIMIT: Final = 3.0                      # knobs and directions, in standard deviations
 
@@ -97,7 +97,7 @@ class SoundExplorer:
 
     def info(self):
         """What the page offers: classes, knobs, directions, their range, the sound's rate and length."""
-        return {"classes": list(self.classes), "knobs": list(KNOBS), "directions": list(DIRECTIONS),
+        return {"classes": list(self.classes), "knobs": list(OFFERED_KNOBS), "directions": list(DIRECTIONS),
                 "limit": LIMIT, "sample_rate": self.params["sample_rate"], "seconds": self.params["duration"],
                 "model_dir": str(self.config.MODEL_DIR)}
 
@@ -126,7 +126,7 @@ class SoundExplorer:
         mode = request.get("mode", "new")
         if mode not in ("new", "variation", "morph"):
             raise RequestError(f"mode must be new, variation or morph, got {mode!r}")
-        knobs = self._settings(request, "knobs", KNOBS)
+        knobs = self._settings(request, "knobs", OFFERED_KNOBS)
         directions = self._settings(request, "directions", DIRECTIONS)
         name = request.get("class", "")
         if name and name not in self.classes:

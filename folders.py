@@ -396,6 +396,12 @@ def load_model_folder(model_dir):
     return vae, read_json(model_dir / PARAMS_FILE), training
 
 
+def training_rows(clips, training):
+    """Indices (int array) of the clips a model trained on: all but the held-out ``validation_ids``."""
+    held_out = set(training.get("validation_ids", []))
+    return np.array([i for i, clip in enumerate(clips) if clip["id"] not in held_out], dtype=int)
+
+
 def check_same_parameters(model_params, data_params, data_dir):
     """Refuse spectrograms made with other parameters than the model's."""
     ignore = {"labels", "long_files", "max_clips_per_file", "silence_db"}
@@ -447,8 +453,7 @@ def _fit_missing_prior(model_dir, vae, params, training, spectrograms_dir):
     except PipelineError as error:
         print(f"note: cannot fit the latent prior now: {error}")
         return None
-    held_out = set(training.get("validation_ids", []))
-    train_indices = [i for i, clip in enumerate(clips) if clip["id"] not in held_out]
+    train_indices = list(training_rows(clips, training))
     clips = with_model_groups(clips, model_dir)
     class_names = training["classes"]
     if not train_indices or (class_names and any(clip.get("label") not in class_names for clip in clips)):
@@ -505,8 +510,7 @@ def load_knobs(model_dir, vae, params, training, spectrograms_dir, chunk=256):
         pass  # missing or damaged: fitted again below
     data, clips, data_params = load_spectrograms(spectrograms_dir)
     check_same_parameters(params, data_params, spectrograms_dir)
-    held_out = set(training.get("validation_ids", []))
-    rows = np.array([i for i, clip in enumerate(clips) if clip["id"] not in held_out], dtype=int)
+    rows = training_rows(clips, training)
     means = vae.encode_rows(data, rows, clip_label_indices([clips[i] for i in rows], decoder_classes(vae, training)))
     # Measured as the model sees the clips and makes new sounds: each spanning [0, 1], given the level of
     # new sounds (a clip's own dB range is not in its spectrogram, so no knob can follow it).

@@ -35,7 +35,7 @@ from phase import DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_
 from latent_space import interpolate_latents
 from plots import FIGURE_STYLE, save_figure, spectrogram_grid
 from soundgenerator import SoundGenerator, finish_for_sampler
-from spectrogram import MinMaxNormaliser, spectrogram_of_file
+from spectrogram import OFFERED_KNOBS, MinMaxNormaliser, spectrogram_of_file
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -153,13 +153,9 @@ def class_of_file(path, label_names):
                         f"named after its class (one of: {', '.join(label_names)})")
 
 
-# The knobs offered: attack and pitch are fitted too (knobs.json) but do not yet follow on a real kit (README).
-KNOBS = ("brightness", "length")
-
-
 def knob_shift(config, vae, params, training):
     """The latent step the knob settings ask for (None when every knob is at 0)."""
-    settings = {name: getattr(config, name.upper()) for name in KNOBS}
+    settings = {name: getattr(config, name.upper()) for name in OFFERED_KNOBS}
     if not any(settings.values()):
         return None
     knobs = load_knobs(config.MODEL_DIR, vae, params, training, config.SPECTROGRAMS_DIR)
@@ -360,7 +356,7 @@ def validate(config):
     if config.MORPH_INTERPOLATION not in ("linear", "slerp"):
         raise PipelineError(f"MORPH_INTERPOLATION must be 'linear' or 'slerp', got {config.MORPH_INTERPOLATION!r}")
     check_phase_config(config)
-    for name in KNOBS:
+    for name in OFFERED_KNOBS:
         if not -3 <= getattr(config, name.upper()) <= 3:
             raise PipelineError(f"{name.upper()} must be between -3 and +3 (standard deviations of the training "
                                 f"clips), got {getattr(config, name.upper())}")

@@ -27,7 +27,7 @@ def main(argv):
     from sklearn.metrics import adjusted_rand_score
 
     import train
-    from folders import GROUPS_FILE, load_spectrograms, read_training
+    from folders import GROUPS_FILE, load_spectrograms, read_training, training_rows
     from real_kit import cpu_name
 
     options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
@@ -35,8 +35,7 @@ def main(argv):
     model_dir, spectrograms_dir = workdir / "model", workdir / "spectrograms"
     _, clips, params = load_spectrograms(spectrograms_dir)
     training = read_training(model_dir)
-    held_out = set(training["validation_ids"])
-    train_indices = [i for i, clip in enumerate(clips) if clip["id"] not in held_out]
+    train_indices = training_rows(clips, training)
     truth = [Path(clip["file"]).parts[0] for clip in clips]
     reader = train.SpectrogramReader(spectrograms_dir / "spectrograms.npy")
     results = {"cpu": cpu_name(), "clips": len(clips), "classes": dict(Counter(truth))}
