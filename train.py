@@ -56,6 +56,8 @@ LEARNING_RATE = 0.001                   # Adam
 LEARNING_RATE_PATIENCE = 8              # halve the rate after this many epochs without a better validation loss
 EARLY_STOPPING_PATIENCE = 25            # stop after this many epochs without one; 0 = never
 BATCH_SIZE = 32
+MIN_STEPS_PER_EPOCH = 6                 # a small folder is passed over several times an epoch, so the schedules'
+                                        # patience counts enough steps (6 = one pass of a 200-clip kit)
 EPOCHS = 150
 MAX_MINUTES = 0.0                       # stop after this much training time; 0 = no limit
 VALIDATION_FRACTION = 0.1               # clips held out (FSDD names: takes 0-4, its official test split)
@@ -123,20 +125,31 @@ def split_clips(clips, fraction, seed):
     return train, validation
 
 
-def make_dataset(reader, indices, labels, batch_size, shuffle, seed, replicas=1, first_epoch=0):
+def make_dataset(reader, indices, labels, batch_size, shuffle, seed, replicas=1, first_epoch=0, min_steps=1):
     """A ``tf.data`` pipeline that streams (spectrograms[, labels]) batches from disk, prefetched.
 
     A last batch smaller than ``replicas`` is left out: tf.distribute splits every
-    batch between the replicas, and one with no clips fails.
+    batch between the replicas, and one with no clips fails. With fewer clips than
+    ``min_steps`` full batches (a small folder), an epoch is ``min_steps`` full
+    batches drawn from as many shuffled passes over the clips as that takes.
     """
     bins, frames = reader.shape[1:]
     count = len(indices) // batch_size + (len(indices) % batch_size >= max(1, replicas))
+    passes = 1
+    if shuffle and count < min_steps:
+        count, passes = min_steps, -(-min_steps * batch_size // len(indices))
     epoch = [first_epoch]
 
     def batches():
         # Each epoch's order depends only on the seed and the epoch number, so a resumed run
         # sees the same batches as an uninterrupted one.
-        order = np.random.default_rng([seed, epoch[0]]).permutation(indices) if shuffle else np.asarray(indices)
+        if not shuffle:
+            order = np.asarray(indices)
+        elif passes == 1:
+            order = np.random.default_rng([seed, epoch[0]]).permutation(indices)
+        else:
+            order = np.concatenate([np.random.default_rng([seed, epoch[0], repeat]).permutation(indices)
+                                    for repeat in range(passes)])
         epoch[0] += 1
         for start in range(0, count * batch_size, batch_size):
             batch = np.sort(order[start:start + batch_size])
@@ -369,6 +382,7 @@ def validate(config):
     checks = [
         (config.EPOCHS >= 1, f"EPOCHS must be at least 1, got {config.EPOCHS}"),
         (config.BATCH_SIZE >= 1, f"BATCH_SIZE must be at least 1, got {config.BATCH_SIZE}"),
+        (config.MIN_STEPS_PER_EPOCH >= 1, f"MIN_STEPS_PER_EPOCH must be at least 1, got {config.MIN_STEPS_PER_EPOCH}"),
         (config.LEARNING_RATE > 0, f"LEARNING_RATE must be positive, got {config.LEARNING_RATE}"),
         (config.LATENT_SPACE_DIM >= 1, f"LATENT_SPACE_DIM must be at least 1, got {config.LATENT_SPACE_DIM}"),
         (0 <= config.VALIDATION_FRACTION < 1, f"VALIDATION_FRACTION must be in [0, 1), got {config.VALIDATION_FRACTION}"),
@@ -472,7 +486,7 @@ def main(argv=None):
         write_model_info(model_dir, config, params, class_names, clips, train_indices, validation_indices)
 
     train_data = make_dataset(reader, train_indices, labels, global_batch, shuffle=True, seed=config.SEED,
-                              replicas=replicas, first_epoch=initial_epoch)
+                              replicas=replicas, first_epoch=initial_epoch, min_steps=config.MIN_STEPS_PER_EPOCH)
     validation_data = (make_dataset(reader, validation_indices, labels, global_batch, shuffle=False, seed=0,
                                     replicas=replicas)
                        if len(validation_indices) >= replicas else None)

@@ -137,6 +137,28 @@ def test_spectrogram_reader_returns_exactly_the_requested_rows(tmp_path):
     np.testing.assert_array_equal(reader.read([1, 4, 6]), array[[1, 4, 6]])
 
 
+def test_a_small_folder_gets_min_steps_full_batches_an_epoch_drawn_from_whole_passes(tmp_path):
+    array = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((10, 2, 3), dtype=np.float32)
+    np.save(tmp_path / "spectrograms.npy", array)
+    reader = train.SpectrogramReader(tmp_path / "spectrograms.npy")
+    indices = np.array([0, 2, 3, 5, 6, 8, 9])  # 7 training clips, batches of 4, at least 6 steps
+    epochs = []
+    dataset = train.make_dataset(reader, indices, None, 4, shuffle=True, seed=1, min_steps=6)
+    for _ in range(2):
+        batches = [batch.numpy()[:, 0, 0, 0].astype(int) for batch in dataset]
+        assert [len(batch) for batch in batches] == [4] * 6
+        seen = np.concatenate(batches)
+        # 24 clips from four shuffled passes over the 7: every clip 3 or 4 times, and nothing else.
+        assert set(seen) == set(indices) and min(np.bincount(seen)[indices]) >= 3
+        epochs.append(seen)
+    assert not np.array_equal(epochs[0], epochs[1])  # each epoch its own order ...
+    resumed = train.make_dataset(reader, indices, None, 4, shuffle=True, seed=1, min_steps=6, first_epoch=1)
+    np.testing.assert_array_equal(np.concatenate([b.numpy()[:, 0, 0, 0] for b in resumed]).astype(int), epochs[1])
+    # ... and a folder with enough clips, or the validation data, is passed over once as before.
+    once = train.make_dataset(reader, indices, None, 4, shuffle=False, seed=0, min_steps=6)
+    assert [len(batch) for batch in once] == [4, 3]
+
+
 @pytest.mark.slow
 def test_a_nan_loss_stops_training_and_keeps_the_last_good_model(trained, tmp_path, capsys):
     root, _ = trained
