@@ -28,7 +28,7 @@ import numpy as np
 from configurator import PipelineError
 from fileio import atomic_write_all, file_sha256, first_line, json_writer, printable, read_json, write_json
 from latent_space import Knobs, LatentPrior, fit_latent_prior
-from spectrogram import KNOB_DESCRIPTORS, MinMaxNormaliser, sound_descriptors
+from spectrogram import DESCRIPTORS_VERSION, KNOB_DESCRIPTORS, MinMaxNormaliser, sound_descriptors
 
 # --- the audio folder ----------------------------------------------------------------------
 
@@ -504,7 +504,7 @@ def load_knobs(model_dir, vae, params, training, spectrograms_dir, chunk=256):
     sha256 = file_sha256(Path(model_dir) / MODEL_FILE)
     try:
         saved = read_json(path)
-        if saved.get("model_sha256") == sha256:
+        if saved.get("model_sha256") == sha256 and saved.get("descriptors_version") == DESCRIPTORS_VERSION:
             return Knobs.from_json(saved)
     except (OSError, ValueError, KeyError, TypeError, AttributeError):
         pass  # missing or damaged: fitted again below
@@ -521,7 +521,7 @@ def load_knobs(model_dir, vae, params, training, spectrograms_dir, chunk=256):
         knobs = Knobs.fit(means, descriptors, KNOB_DESCRIPTORS, groups)
     except ValueError as error:
         raise PipelineError(f"cannot fit the knobs to the clips in {spectrograms_dir}: {error}") from None
-    write_json(path, {**knobs.to_json(), "model_sha256": sha256})
+    write_json(path, {**knobs.to_json(), "model_sha256": sha256, "descriptors_version": DESCRIPTORS_VERSION})
     print(f"fitted the knobs to {len(rows)} training clips (R^2 " + ", ".join(
         f"{name} {score:.2f}" for name, score in zip(knobs.names, knobs.scores)) + f"), saved to {path}")
     return knobs

@@ -244,23 +244,44 @@ def wav_spectrogram_db(wav_path, params):
 
 
 KNOB_DESCRIPTORS: Final = ("brightness", "length", "attack", "pitch")
+# Bumped whenever a descriptor's definition changes, so knobs fitted to the old ones are fitted again.
+DESCRIPTORS_VERSION: Final = 2
 # The knobs generate.py and explore.py offer: attack and pitch are fitted too (knobs.json) but do not yet
 # follow on a real kit (README, "Variations, the pack and the knobs").
 OFFERED_KNOBS: Final = ("brightness", "length")
+ATTACK_SECONDS: Final = 0.02      # the hit's first moments, against ...
+BODY_SECONDS: Final = 0.1         # ... what follows them, up to this time after the attack
+PITCH_MAX_HZ: Final = 1000.0
+
+
+def _crossing(curve_db, level_db):
+    """Per row of ``curve_db`` (falling curves, in frames): where it first falls to ``level_db``, in
+    fractional frames (linear between frames); the last frame when it never does."""
+    below = curve_db <= level_db
+    first = np.where(below.any(axis=1), np.argmax(below, axis=1), curve_db.shape[1] - 1)
+    before = np.maximum(first - 1, 0)
+    rows = np.arange(len(curve_db))
+    high, low = curve_db[rows, before], curve_db[rows, first]
+    fraction = np.where(high > low, (high - level_db) / np.maximum(high - low, 1e-12), 0.0)
+    return before + np.clip(fraction, 0.0, 1.0) * (first > 0)
 
 
 def sound_descriptors(spectrograms_db, params):
     """What the knobs turn, measured on dB spectrograms (clips, bins, frames), one row per clip.
 
-    Columns (``KNOB_DESCRIPTORS``):
+    Columns (``KNOB_DESCRIPTORS``), each a smooth function of the spectrogram so a
+    small change of the sound is a small change of the figure:
 
     - brightness: log2 of the spectral centroid (Hz), energy-weighted over the whole clip;
-    - length: seconds from the attack (the first frame within 40 dB of the loudest)
-      until the frame energy stays 60 dB below its peak;
-    - attack: the steepest rise of the frame energy in the first 100 ms, dB per frame
-      (a sharp hit rises at once, a soft swell slowly);
-    - pitch: log2 of the frequency (Hz) of the strongest bin below 1 kHz in the first
-      100 ms: the tuning of a kick or a tom (of little meaning for noisy sounds).
+    - length: seconds from the attack (the first frame within 40 dB of the loudest) to
+      -60 dB, extrapolated from the first 20 dB of the Schroeder decay curve (the energy
+      still to come), as a reverberation time is measured: a noise floor or the end of
+      the clip do not hide it;
+    - attack: how much the hit's first ``ATTACK_SECONDS`` stand out, in dB, from the
+      mean level of the rest of its first ``BODY_SECONDS`` (a sharp click against a soft swell);
+    - pitch: log2 of the frequency (Hz) of the strongest partial below ``PITCH_MAX_HZ`` in
+      the first ``BODY_SECONDS``, between bins by a parabola through the dB levels: the
+      tuning of a kick or a tom (of little meaning for noisy sounds).
 
     Returns
     -------
@@ -271,20 +292,37 @@ def sound_descriptors(spectrograms_db, params):
     if spectrograms_db.ndim == 4:
         spectrograms_db = spectrograms_db[..., 0]
     rate, frame_size, hop = params["sample_rate"], params["frame_size"], params["hop_length"]
+    frame_seconds = hop / rate
     frequencies = np.arange(spectrograms_db.shape[1]) * rate / frame_size
     power = 10.0 ** (spectrograms_db / 10.0)
     centroid = (power * frequencies[None, :, None]).sum(axis=(1, 2)) / power.sum(axis=(1, 2))
-    energy_db = 10 * np.log10(power.sum(axis=1))                        # (clips, frames)
-    peak = energy_db.max(axis=1, keepdims=True)
-    frames = np.arange(energy_db.shape[1])
-    onset = np.argmax(energy_db >= peak - 40.0, axis=1)
-    last = energy_db.shape[1] - 1 - np.argmax((energy_db >= peak - 60.0)[:, ::-1], axis=1)
-    length = (last - onset + 1) * hop / rate
-    early = frames < max(2, int(round(0.1 * rate / hop)))
-    rises = np.diff(energy_db[:, early], axis=1)
-    attack = rises.max(axis=1) if rises.shape[1] else np.zeros(len(energy_db))
-    low = frequencies < 1000.0
-    low[0] = False  # not the DC bin
-    strongest = np.argmax(power[:, low][:, :, early].sum(axis=2), axis=1)
-    pitch = frequencies[low][strongest]
-    return np.stack([np.log2(np.maximum(centroid, 1.0)), length, attack, np.log2(pitch)], axis=1)
+    energy = power.sum(axis=1)                                           # (clips, frames)
+    energy_db = 10 * np.log10(energy)
+    frames = np.arange(energy.shape[1])
+    onset = np.argmax(energy_db >= energy_db.max(axis=1, keepdims=True) - 40.0, axis=1)
+    after = frames[None, :] >= onset[:, None]                            # from the attack on
+    remaining = np.cumsum((energy * after)[:, ::-1], axis=1)[:, ::-1]     # Schroeder: energy still to come
+    decay_db = 10 * np.log10(np.maximum(remaining, 1e-30) / remaining[np.arange(len(energy)), onset][:, None])
+    decay_db[~after] = 0.0
+    length = 3.0 * (_crossing(decay_db, -20.0) - onset) * frame_seconds
+    attack_frames = max(1, int(round(ATTACK_SECONDS / frame_seconds)))
+    body_frames = max(attack_frames + 1, int(round(BODY_SECONDS / frame_seconds)))
+    since = frames[None, :] - onset[:, None]
+    head = (since >= 0) & (since < attack_frames)
+    body = (since >= attack_frames) & (since < body_frames)
+    mean_db = [10 * np.log10(np.maximum((energy * part).sum(axis=1), 1e-30) / np.maximum(part.sum(axis=1), 1))
+               for part in (head, body)]
+    attack = mean_db[0] - mean_db[1]
+    low = np.flatnonzero(frequencies < PITCH_MAX_HZ)
+    early_db = 10 * np.log10(np.maximum((power * ((since >= 0) & (since < body_frames))[:, None, :]).sum(axis=2),
+                                        1e-30))[:, low]                   # (clips, low bins)
+    candidates = early_db.copy()
+    candidates[:, 0] = -np.inf                                           # not the DC bin
+    peak = np.argmax(candidates, axis=1)
+    rows = np.arange(len(peak))
+    left, centre = early_db[rows, peak - 1], early_db[rows, peak]
+    right = early_db[rows, np.minimum(peak + 1, len(low) - 1)]
+    curvature = left - 2 * centre + right
+    offset = np.where(curvature < 0, 0.5 * (left - right) / np.where(curvature < 0, curvature, -1.0), 0.0)
+    pitch = (peak + np.clip(offset, -0.5, 0.5)) * rate / frame_size
+    return np.stack([np.log2(np.maximum(centroid, 1.0)), length, attack, np.log2(np.maximum(pitch, 1.0))], axis=1)
