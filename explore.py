@@ -6,7 +6,7 @@
 Serves one page on 127.0.0.1 (this computer only). Every change on the page asks
 for a sound: the model decodes a latent vector (a fresh draw from the prior, a
 variation of the current sound, or a point of a morph between two kept ones),
-moved by the knobs (brightness, length) and along the two main directions of
+moved by the knobs (brightness, length, attack, pitch) and along the two main directions of
 the latent space; the phase is reconstructed (quickly: PREVIEW_ITERATIONS) and the WAV comes back with
 its spectrogram. "Keep" writes the current sound, made again at full quality, as
 a 24-bit WAV into KEEP_DIR;

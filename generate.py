@@ -67,6 +67,8 @@ NUM_SIMILAR = 10
 # knobs: turn the new sounds, in standard deviations of the training clips (directions fitted to them)
 BRIGHTNESS = 0.0                        # spectral centroid (-1 darker, +1 brighter)
 LENGTH = 0.0                            # time from the attack to -60 dB (-1 shorter, +1 longer)
+ATTACK = 0.0                            # how far the first 20 ms stand out (-1 softer, +1 sharper)
+PITCH = 0.0                             # where the energy below 1 kHz lies: the tuning of kicks and toms
 # sample pack (pack/): the new sounds named by class, an .sfz and a Decent Sampler .dspreset on General MIDI keys
 PACK = True
 PACK_NAME = "generated_kit"             # file name of the .sfz and .dspreset

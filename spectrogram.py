@@ -245,10 +245,10 @@ def wav_spectrogram_db(wav_path, params):
 
 KNOB_DESCRIPTORS: Final = ("brightness", "length", "attack", "pitch")
 # Bumped whenever a descriptor's definition changes, so knobs fitted to the old ones are fitted again.
-DESCRIPTORS_VERSION: Final = 2
-# The knobs generate.py and explore.py offer: attack and pitch are fitted too (knobs.json) but do not yet
-# follow on a real kit (README, "Variations, the pack and the knobs").
-OFFERED_KNOBS: Final = ("brightness", "length")
+DESCRIPTORS_VERSION: Final = 3
+# The knobs generate.py and explore.py offer (each one a setting of generate.py): every one fitted, since each
+# follows on a real kit (README, "Variations, the pack and the knobs").
+OFFERED_KNOBS: Final = KNOB_DESCRIPTORS
 ATTACK_SECONDS: Final = 0.02      # the hit's first moments, against ...
 BODY_SECONDS: Final = 0.1         # ... what follows them, up to this time after the attack
 PITCH_MAX_HZ: Final = 1000.0
@@ -279,9 +279,10 @@ def sound_descriptors(spectrograms_db, params):
       the clip do not hide it;
     - attack: how much the hit's first ``ATTACK_SECONDS`` stand out, in dB, from the
       mean level of the rest of its first ``BODY_SECONDS`` (a sharp click against a soft swell);
-    - pitch: log2 of the frequency (Hz) of the strongest partial below ``PITCH_MAX_HZ`` in
-      the first ``BODY_SECONDS``, between bins by a parabola through the dB levels: the
-      tuning of a kick or a tom (of little meaning for noisy sounds).
+    - pitch: where the energy below ``PITCH_MAX_HZ`` lies in the first ``BODY_SECONDS``,
+      as the energy-weighted mean of log2 frequency (Hz): the tuning of a kick or a tom
+      (of little meaning for noisy sounds). Unlike the strongest partial, it does not
+      jump from one of a drum's modes to another.
 
     Returns
     -------
@@ -313,16 +314,8 @@ def sound_descriptors(spectrograms_db, params):
     mean_db = [10 * np.log10(np.maximum((energy * part).sum(axis=1), 1e-30) / np.maximum(part.sum(axis=1), 1))
                for part in (head, body)]
     attack = mean_db[0] - mean_db[1]
-    low = np.flatnonzero(frequencies < PITCH_MAX_HZ)
-    early_db = 10 * np.log10(np.maximum((power * ((since >= 0) & (since < body_frames))[:, None, :]).sum(axis=2),
-                                        1e-30))[:, low]                   # (clips, low bins)
-    candidates = early_db.copy()
-    candidates[:, 0] = -np.inf                                           # not the DC bin
-    peak = np.argmax(candidates, axis=1)
-    rows = np.arange(len(peak))
-    left, centre = early_db[rows, peak - 1], early_db[rows, peak]
-    right = early_db[rows, np.minimum(peak + 1, len(low) - 1)]
-    curvature = left - 2 * centre + right
-    offset = np.where(curvature < 0, 0.5 * (left - right) / np.where(curvature < 0, curvature, -1.0), 0.0)
-    pitch = (peak + np.clip(offset, -0.5, 0.5)) * rate / frame_size
-    return np.stack([np.log2(np.maximum(centroid, 1.0)), length, attack, np.log2(np.maximum(pitch, 1.0))], axis=1)
+    early = (since >= 0) & (since < body_frames)
+    low = (frequencies > 0) & (frequencies < PITCH_MAX_HZ)             # not the DC bin
+    low_power = (power * early[:, None, :]).sum(axis=2)[:, low]          # (clips, low bins)
+    pitch = (low_power * np.log2(frequencies[low])).sum(axis=1) / np.maximum(low_power.sum(axis=1), 1e-30)
+    return np.stack([np.log2(np.maximum(centroid, 1.0)), length, attack, pitch], axis=1)

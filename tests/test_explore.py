@@ -61,7 +61,7 @@ def test_the_server_listens_on_loopback_only_and_describes_the_model(server):
     status, info = request(base, "/api/model")
     assert status == 200
     assert info["classes"] == ["clap", "hihat", "kick", "snare", "tom"]
-    assert info["knobs"] == ["brightness", "length"] and info["directions"] == ["direction_1", "direction_2"]
+    assert info["knobs"] == ["brightness", "length", "attack", "pitch"] and info["directions"] == ["direction_1", "direction_2"]
     with urllib.request.urlopen(base + "/", timeout=30) as page:
         html = page.read().decode()
     assert "<script>" in html and "http" not in re.sub(r'"/api/[a-z]+"', "", html.split("<script>")[1])
