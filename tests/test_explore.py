@@ -6,9 +6,11 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -195,8 +197,12 @@ def test_ctrl_c_stops_the_server_cleanly(server, tmp_path):
             assert line, process.stderr.read()[-2000:]
         address = re.search(r"http://127\.0\.0\.1:\d+/", line)[0]
         assert request(address.rstrip("/"), "/api/model")[0] == 200
+        # A browser keeps a connection open; Ctrl-C must not wait for it (REQUEST_SECONDS is 20 s).
+        idle = socket.create_connection(("127.0.0.1", int(address.rstrip("/").rsplit(":", 1)[1])))
+        time.sleep(0.5)
         process.send_signal(signal.SIGINT)
         output, _ = process.communicate(timeout=30)
+        idle.close()
     finally:
         process.kill()
     assert process.returncode == 0 and "stopped" in output

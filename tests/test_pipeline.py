@@ -234,7 +234,8 @@ def inference_and_training_mse(root, *train_args):
     """(inference-mode MSE on the training clips, training-mode reconstruction loss at the best epoch)."""
     from autoencoder import VAE
 
-    # 16 training clips in batches of 8: two steps an epoch, as with a small real folder.
+    # 16 training clips in batches of 8: two batches a pass, as with a small real folder (an epoch is
+    # MIN_STEPS_PER_EPOCH of them).
     history = tiny_project(root, 20, "--learning_rate=0.005", *train_args)
     vae = VAE.load(root / "model" / "model.keras")
     spectrograms, clips, _ = folders.load_spectrograms(root / "spectrograms")
@@ -271,9 +272,12 @@ def test_a_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def command(model_dir):
-        # A patience of 1 makes the plateau schedule act within these few epochs.
+        # A patience of 1 makes the plateau schedule act within these few epochs. Each epoch is 4 full
+        # batches from two shuffled passes over the training clips (3 batches would be one pass): the
+        # order of a small folder's passes survives too.
         return [sys.executable, str(ROOT / "train.py"), f"--spectrograms_dir={tmp_path / 'spectrograms'}",
-                f"--model_dir={model_dir}", "--epochs=6", "--learning_rate_patience=1", *TINY_MODEL]
+                f"--model_dir={model_dir}", "--epochs=6", "--learning_rate_patience=1", "--min_steps_per_epoch=4",
+                *TINY_MODEL]
 
     subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
     process = subprocess.Popen(command(tmp_path / "resumed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
