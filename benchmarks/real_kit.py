@@ -31,6 +31,7 @@ Prints JSON and writes benchmarks/results/real_kit[_subset<N>_seed<S>].json.
 import json
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -302,6 +303,7 @@ def main(argv):
     }
     print(json.dumps(results, indent=2))
     changed = "".join(f"_{arg[2:].replace('=', '')}" for arg in extra if not arg.startswith("--max_minutes"))
+    changed = re.sub(r"[^A-Za-z0-9_.]+", "-", changed).replace("-_", "_").strip("-")  # [[4,2],3] -> -4-2-3
     out = ROOT / "benchmarks" / "results" / f"real_kit{tag}{changed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
