@@ -302,8 +302,9 @@ def main(argv):
         "workdir": str(workdir), "train_settings_changed": extra,
     }
     print(json.dumps(results, indent=2))
-    changed = "".join(f"_{arg[2:].replace('=', '')}" for arg in extra if not arg.startswith("--max_minutes"))
-    changed = re.sub(r"[^A-Za-z0-9_.]+", "-", changed).replace("-_", "_").strip("-")  # [[4,2],3] -> -4-2-3
+    # One part per setting, with what a file name should not hold made dashes: --conv_strides=[[4,2],2] -> _conv_strides-4-2-2
+    changed = "".join("_" + re.sub(r"[^A-Za-z0-9_.]+", "-", arg[2:].replace("=", "")).strip("-")
+                      for arg in extra if not arg.startswith("--max_minutes"))
     out = ROOT / "benchmarks" / "results" / f"real_kit{tag}{changed}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")

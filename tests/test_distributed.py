@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 #   python -c SCRIPT ROOT FOLDER mirrored|multi_worker
 # Trains a tiny VAE with a latent classifier, so batches are (spectrograms, labels) tuples. The classifier's
 # weight is high and the run 60 steps long so that it learns whatever the (not bit-reproducible) order of the
-# all-reduce: at the default weight its loss wandered around ln 2 in some runs, and in 24 steps one CI run
-# in several ended at 0.58 from 0.71 (in 60 steps every probe ended below 0.01).
+# all-reduce: at the default weight its loss wandered around ln 2 in some runs, and in 24 steps one full-suite
+# run ended at 0.58 from 0.71 (in 60 steps every probe ended below 0.01).
 SCRIPT = r"""
 import json, sys
 import numpy as np
