@@ -1,6 +1,6 @@
 # Two commands for a new user:
 #   make demo   set up, then run the whole pipeline on the built-in drum sounds
-#   make test   set up, then run the tests
+#   make test   set up, then lint (ruff, rules in ruff.toml) and run the tests
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -24,6 +24,7 @@ demo: $(STAMP)
 	@echo "Listen to the WAV files in samples/ (pictures in samples/plots/)"
 
 test: $(STAMP)
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest
 
 benchmark: $(STAMP)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # hide TensorFlow's start-up chatter
 
-from configurator import PipelineError
+from soundkit.errors import PipelineError
 
 # The VAE's train_step is TensorFlow code: refuse another Keras backend before Keras loads it
 # (an absent jax or torch would fail with a traceback, a present one with a TypeError mid-training).

@@ -28,14 +28,15 @@ from pathlib import Path
 
 import numpy as np
 
-from configurator import PipelineError, configure, run_script
-from fileio import write_json
-from folders import (check_same_parameters, clip_label_indices, decoder_classes, load_latent_prior,
-                     load_model_folder, load_spectrograms, settings_from_params, training_rows)
-from phase import (DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config,
+from soundkit.configurator import configure, run_script
+from soundkit.errors import PipelineError
+from soundkit.fileio import write_json
+from soundkit.folders import (check_same_parameters, clip_label_indices, load_latent_prior, load_model_folder,
+                              load_spectrograms, settings_from_params, training_rows)
+from soundkit.phase import (DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config,
                    spectral_convergence)
 from soundgenerator import SoundGenerator
-from spectrogram import MinMaxNormaliser
+from soundkit.spectrogram import MinMaxNormaliser
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -124,9 +125,8 @@ def subsample(indices, limit, rng):
 
 def phase_figures(config, params, held, minima, maxima, watch):
     """Spectral convergence and cost of the phase reconstruction of real held-out spectrograms (timed on ``watch``)."""
-    generator = SoundGenerator(params["sample_rate"], params["frame_size"], params["hop_length"],
-                               phase_method=config.PHASE_METHOD, n_iter=config.GRIFFIN_LIM_ITERATIONS,
-                               momentum=config.GRIFFIN_LIM_MOMENTUM)
+    generator = SoundGenerator.from_params(params, phase_method=config.PHASE_METHOD,
+                                           n_iter=config.GRIFFIN_LIM_ITERATIONS, momentum=config.GRIFFIN_LIM_MOMENTUM)
     audio_seconds = len(held) * (params["n_frames"] - 1) * params["hop_length"] / params["sample_rate"]
     cpu_started = time.process_time()
     with watch.time("invert_true_spectrograms"):
@@ -142,26 +142,16 @@ def phase_figures(config, params, held, minima, maxima, watch):
     }
 
 
-def evaluate(config):
-    """Compute every figure; returns the results as a dict."""
-    check_phase_config(config)
-    watch = Stopwatch()
-    rng = np.random.default_rng(config.SEED)
-    with watch.time("load_model"):
-        vae, params, training = load_model_folder(config.MODEL_DIR)
-    label_names = decoder_classes(vae, training)
-    train_data, train_clips, data_params = load_spectrograms(config.SPECTROGRAMS_DIR)
-    check_same_parameters(params, data_params, config.SPECTROGRAMS_DIR)
-    validation_ids = set(training.get("validation_ids", []))
-    train_indices = training_rows(train_clips, training)
-
+def held_out_set(config, model, train_data, train_clips, rng, watch):
+    """(held-out spectrograms, their clips, where they came from): AUDIO_DIR's, or the validation split."""
     with tempfile.TemporaryDirectory() as workdir:
         if config.AUDIO_DIR:
             with watch.time("preprocess_held_out_audio"):
-                held_data, held_clips, _ = held_out_from_audio(config.AUDIO_DIR, params, workdir)
+                held_data, held_clips, _ = held_out_from_audio(config.AUDIO_DIR, model.params, workdir)
             held_indices = np.arange(len(held_clips))
             source = str(config.AUDIO_DIR)
         else:
+            validation_ids = set(model.training.get("validation_ids", []))
             held_data, held_clips = train_data, train_clips
             held_indices = [i for i, clip in enumerate(train_clips) if clip["id"] in validation_ids]
             source = f"{config.SPECTROGRAMS_DIR} (validation split)"
@@ -170,38 +160,26 @@ def evaluate(config):
                                     "pass --audio_dir=FOLDER with held-out sounds")
         held_indices = subsample(held_indices, config.MAX_CLIPS, rng)
         held = np.asarray(held_data[held_indices], dtype=np.float32)
-        held_clip_list = [held_clips[i] for i in held_indices]
-    minima = np.array([clip["min"] for clip in held_clip_list])
-    maxima = np.array([clip["max"] for clip in held_clip_list])
-    held_labels = clip_label_indices(held_clip_list, label_names)
-    results = {"model_dir": str(config.MODEL_DIR), "held_out_source": source, "held_out_clips": len(held)}
+        return held, [held_clips[i] for i in held_indices], source
 
-    with watch.time("reconstruct_held_out"):
-        reconstructions, latent_means = vae.reconstruct(held, held_labels)
-    reconstructions = reconstructions[..., 0]
-    lsd = log_spectral_distance(held, reconstructions, minima, maxima)
-    results["reconstruction"] = {
-        "normalised_mse": float(np.mean((held - reconstructions) ** 2)),
-        "log_spectral_distance_db": float(np.mean(lsd)),
-        "log_spectral_distance_db_median": float(np.median(lsd)),
-    }
 
-    results["phase_reconstruction"] = phase_figures(config, params, held, minima, maxima, watch)
+def prior_sample_figures(config, model, held, training_spectrograms, watch):
+    """How varied the prior's samples are and how far from their nearest training clip, per prior.
 
-    # Prior samples: diverse, and not copies of training clips. Distances are RMS
-    # differences of normalised spectrograms times the dB span they stand for.
-    level = training["generation_level_db"]
+    Distances are RMS differences of normalised spectrograms times the dB span they stand for.
+    """
+    vae, label_names = model.vae, model.decoder_classes
+    level = model.training["generation_level_db"]
     span_db = level["max"] - level["min"]
     # Both priors of an unconditional model: the fitted one generate.py uses, and N(0, I).
     priors = {"standard": None}
     if not vae.num_classes and (fitted := load_latent_prior(config.MODEL_DIR)) is not None:
         priors = {"fitted": fitted, **priors}
-    training_subset = subsample(train_indices, config.MAX_CLIPS, rng)
-    training_spectrograms = np.asarray(train_data[training_subset], dtype=np.float32)
     with watch.time("nearest_training_clips"):
         held_to_train = pairwise_rms(held, training_spectrograms).min(axis=1) * span_db
         held_pairs = pairwise_rms(held)[np.triu_indices(len(held), 1)] * span_db
     prior_labels = (np.arange(config.NUM_PRIOR_SAMPLES) % len(label_names)) if label_names else None
+    results = {}
     for name, prior in priors.items():
         with watch.time(f"sample_{name}_prior"):
             samples, _ = vae.sample(config.NUM_PRIOR_SAMPLES, prior_labels, seed=config.SEED, prior=prior)
@@ -219,17 +197,55 @@ def evaluate(config):
             "nearest_training_clip_db_min": float(np.min(sample_to_train)),
             "held_out_nearest_training_clip_db": float(np.mean(held_to_train)),
         }
+    return results
 
-    labels = [clip.get("label") for clip in held_clip_list]
-    if all(label is not None for label in labels) and len(set(labels)) > 1:
-        results["latent_1nn_label_accuracy"] = nearest_neighbour_accuracy(latent_means, labels)
-        results["label_classes"] = len(set(labels))
-        results["chance_accuracy"] = float(max(labels.count(label) for label in set(labels)) / len(labels))
-        latent_names = training["classes"] if vae.latent_classes else []
-        if vae.latent_classes and set(labels) <= set(latent_names):
-            predicted = vae.classify_latents(latent_means).argmax(axis=1)  # held-out means, encoded above
-            results["latent_classifier_accuracy"] = float(np.mean(
-                [latent_names[i] == label for i, label in zip(predicted, labels)]))
+
+def label_figures(model, latent_means, held_clips):
+    """How well the latent space keeps the held-out clips' classes apart (when they have labels)."""
+    labels = [clip.get("label") for clip in held_clips]
+    if not (all(label is not None for label in labels) and len(set(labels)) > 1):
+        return {}
+    results = {"latent_1nn_label_accuracy": nearest_neighbour_accuracy(latent_means, labels),
+               "label_classes": len(set(labels)),
+               "chance_accuracy": float(max(labels.count(label) for label in set(labels)) / len(labels))}
+    latent_names = model.classes if model.vae.latent_classes else []
+    if model.vae.latent_classes and set(labels) <= set(latent_names):
+        predicted = model.vae.classify_latents(latent_means).argmax(axis=1)  # held-out means, encoded above
+        results["latent_classifier_accuracy"] = float(np.mean(
+            [latent_names[i] == label for i, label in zip(predicted, labels, strict=True)]))
+    return results
+
+
+def evaluate(config):
+    """Compute every figure; returns the results as a dict."""
+    check_phase_config(config)
+    watch = Stopwatch()
+    rng = np.random.default_rng(config.SEED)
+    with watch.time("load_model"):
+        model = load_model_folder(config.MODEL_DIR)
+    train_data, train_clips, data_params = load_spectrograms(config.SPECTROGRAMS_DIR)
+    check_same_parameters(model.params, data_params, config.SPECTROGRAMS_DIR)
+    train_indices = training_rows(train_clips, model.training)
+    held, held_clips, source = held_out_set(config, model, train_data, train_clips, rng, watch)
+    minima = np.array([clip["min"] for clip in held_clips])
+    maxima = np.array([clip["max"] for clip in held_clips])
+    results = {"model_dir": str(config.MODEL_DIR), "held_out_source": source, "held_out_clips": len(held)}
+
+    with watch.time("reconstruct_held_out"):
+        reconstructions, latent_means = model.vae.reconstruct(held, clip_label_indices(held_clips,
+                                                                                       model.decoder_classes))
+    reconstructions = reconstructions[..., 0]
+    lsd = log_spectral_distance(held, reconstructions, minima, maxima)
+    results["reconstruction"] = {
+        "normalised_mse": float(np.mean((held - reconstructions) ** 2)),
+        "log_spectral_distance_db": float(np.mean(lsd)),
+        "log_spectral_distance_db_median": float(np.median(lsd)),
+    }
+    results["phase_reconstruction"] = phase_figures(config, model.params, held, minima, maxima, watch)
+    training_subset = subsample(train_indices, config.MAX_CLIPS, rng)
+    training_spectrograms = np.asarray(train_data[training_subset], dtype=np.float32)
+    results.update(prior_sample_figures(config, model, held, training_spectrograms, watch))
+    results.update(label_figures(model, latent_means, held_clips))
     results["seconds"] = watch.seconds
     return results
 

@@ -32,14 +32,16 @@ import numpy as np
 import PIL.Image
 import soundfile as sf
 
-from configurator import PipelineError, configure, run_script
-from fileio import safe_name
-from folders import decoder_classes, load_knobs, load_latent_prior, load_model_folder, load_spectrograms
-from latent_space import interpolate_latents, latent_pca
-from phase import DEFAULT_N_ITER
-from sample_pack import write_sample_pack
+from soundkit.configurator import configure, run_script
+from soundkit.errors import PipelineError
+from soundkit.fileio import safe_name
+from soundkit.fitted import fit_knobs_if_missing, fit_latent_prior_if_missing
+from soundkit.folders import load_model_folder, load_spectrograms
+from soundkit.latent_space import interpolate_latents, latent_pca
+from soundkit.phase import DEFAULT_N_ITER
+from soundkit.sample_pack import write_sample_pack
 from soundgenerator import SoundGenerator, finish_for_sampler, full_range
-from spectrogram import OFFERED_KNOBS
+from soundkit.spectrogram import OFFERED_KNOBS
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -70,14 +72,14 @@ class SoundExplorer:
 
     def __init__(self, config):
         self.config = config
-        self.vae, self.params, self.training = load_model_folder(config.MODEL_DIR)
-        self.classes = decoder_classes(self.vae, self.training)
-        self.prior = None if self.vae.num_classes else load_latent_prior(
-            config.MODEL_DIR, (self.vae, self.params, self.training), config.SPECTROGRAMS_DIR)
+        model = load_model_folder(config.MODEL_DIR)
+        self.vae, self.params, self.training = model.vae, model.params, model.training
+        self.classes = model.decoder_classes
+        self.prior = None if self.vae.num_classes else fit_latent_prior_if_missing(model, config.SPECTROGRAMS_DIR)
         if self.prior is not None:
             self.classes = self.prior.classes
         data, clips, _ = load_spectrograms(config.SPECTROGRAMS_DIR)
-        self.knobs = load_knobs(config.MODEL_DIR, self.vae, self.params, self.training, config.SPECTROGRAMS_DIR)
+        self.knobs = fit_knobs_if_missing(model, config.SPECTROGRAMS_DIR)
         rows = np.linspace(0, len(clips) - 1, min(len(clips), 2000)).astype(int)
         labels = None
         if self.vae.num_classes:
@@ -86,10 +88,8 @@ class SoundExplorer:
         projected, components, _ = latent_pca(means)
         self.directions = components * projected.std(axis=0)[:, None]  # one step = one standard deviation
         self.latent_std = means.std(axis=0)
-        self.preview = SoundGenerator(self.params["sample_rate"], self.params["frame_size"],
-                                      self.params["hop_length"], n_iter=config.PREVIEW_ITERATIONS)
-        self.generator = SoundGenerator(self.params["sample_rate"], self.params["frame_size"],
-                                        self.params["hop_length"], n_iter=config.GRIFFIN_LIM_ITERATIONS)
+        self.preview = SoundGenerator.from_params(self.params, n_iter=config.PREVIEW_ITERATIONS)
+        self.generator = SoundGenerator.from_params(self.params, n_iter=config.GRIFFIN_LIM_ITERATIONS)
         self.level = self.training["generation_level_db"]
         self.lock = threading.Lock()  # one sound at a time: the model and the memory below are shared
         self.sounds = OrderedDict()    # id -> {"latent", "label", "class", "wav"}
@@ -290,7 +290,7 @@ def serve(config):
 
 def page_html():
     """The explorer's page: inline style and script, no fonts or files from elsewhere."""
-    return (Path(__file__).with_name("explore.html")).read_text(encoding="utf-8")
+    return (Path(__file__).parent / "soundkit" / "explore.html").read_text(encoding="utf-8")
 
 
 def validate(config):

@@ -28,15 +28,16 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import MaxNLocator
 
-import plots
-from configurator import PipelineError, configure, require, run_script
-from fileio import read_json
-from latent_space import latent_discriminants, latent_grid_points, latent_pca
-from folders import (CLIPS_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, SPECTROGRAMS_FILE, TRAINING_FILE,
-                     check_same_parameters, clip_label_indices, decoder_classes, load_model_folder, load_spectrograms,
+from soundkit import plots
+from soundkit.configurator import configure, require, run_script
+from soundkit.errors import PipelineError
+from soundkit.fileio import read_json
+from soundkit.latent_space import latent_discriminants, latent_grid_points, latent_pca
+from soundkit.folders import (CLIPS_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, SPECTROGRAMS_FILE, TRAINING_FILE,
+                     check_same_parameters, clip_label_indices, load_model_folder, load_spectrograms,
                      with_model_groups)
-from plots import FIGURE_STYLE, save_figure, spectrogram_grid
-from spectrogram import MinMaxNormaliser, wav_spectrogram_db
+from soundkit.plots import FIGURE_STYLE, save_figure, spectrogram_grid
+from soundkit.spectrogram import MinMaxNormaliser, wav_spectrogram_db
 
 # I/O
 MODEL_DIR = "models/vae"
@@ -319,11 +320,12 @@ def latent_figures(config):
         hint = "run preprocess.py first" if missing[0].parent == spectrograms_dir else "run train.py first"
         print(f"skipping latent_map.png and latent_grid.png: {missing[0]} not found ({hint})")
         return []
-    vae, params, training = load_model_folder(model_dir)
+    model = load_model_folder(model_dir)
+    vae, params, training = model.vae, model.params, model.training
     spectrograms, clips, data_params = load_spectrograms(spectrograms_dir)
     check_same_parameters(params, data_params, spectrograms_dir)
     clips = with_model_groups(clips, model_dir)  # an unlabelled folder's groups are coloured as classes
-    label_names = decoder_classes(vae, training)
+    label_names = model.decoder_classes
     clip_indices = np.arange(len(clips))
     if label_names:  # a conditional model encodes each clip with its label
         clip_indices = np.array([i for i in clip_indices if clips[i].get("label") in label_names], dtype=int)

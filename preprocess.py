@@ -27,13 +27,15 @@ import librosa
 import numpy as np
 from tqdm import tqdm
 
-from configurator import PipelineError, configure, require, run_script
+from soundkit.configurator import configure, require, run_script
+from soundkit.errors import PipelineError
 from data.synthesize_drums import write_demo_drums
-from fileio import first_line, printable, read_json
-from folders import (CLIPS_FILE, FOLDER_STATS_FILE, FORMAT_VERSION, PARAMS_FILE, REPORT_FILE, SPECTROGRAMS_FILE,
-                     Saver, file_key, find_audio_files, label_rule, load_cache)
-from spectrogram import AMIN, Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder, clips_of_signal, onset_sample
-from workers import map_in_workers, worker_start_method
+from soundkit.fileio import first_line, printable, read_json
+from soundkit.audio_folder import file_key, find_audio_files, label_rule
+from soundkit.folders import (CLIPS_FILE, FOLDER_STATS_FILE, FORMAT_VERSION, PARAMS_FILE, REPORT_FILE,
+                              SPECTROGRAMS_FILE, Saver, load_cache)
+from soundkit.spectrogram import AMIN, Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder, clips_of_signal, onset_sample
+from soundkit.workers import map_in_workers, worker_start_method
 
 # I/O
 AUDIO_DIR = "data/audio"                # searched recursively; filled with demo drums when empty

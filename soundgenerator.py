@@ -16,14 +16,20 @@ Going back to audio takes three steps (``SoundGenerator``):
    (as zeros, its value is lost);
 3. *phase reconstruction*: PGHI and fast Griffin-Lim, in ``phase.py``.
 
-``finish_for_sampler`` then makes each sound ready to drop into a sampler.
+``finish_for_sampler`` then makes each sound ready to drop into a sampler, and
+``write_wavs`` writes them.
 """
 
-import numpy as np
+from pathlib import Path
 
-from phase import (DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_INIT, DEFAULT_PHASE_METHOD, DEFAULT_SEED,
-                   check_phase_settings, griffin_lim, is_integer, istft)
-from spectrogram import MinMaxNormaliser, fade_out_curve
+import numpy as np
+import soundfile as sf
+
+from soundkit.fileio import safe_name
+from soundkit.phase import (DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_INIT, DEFAULT_PHASE_METHOD, DEFAULT_SEED,
+                   check_phase_settings, griffin_lim, is_integer)
+from soundkit.spectrogram import MinMaxNormaliser, fade_out_curve
+from soundkit.stft import istft
 
 
 def full_range(normalised):
@@ -82,6 +88,30 @@ def finish_for_sampler(signal, sample_rate, peak_dbfs=-1.0, normalize=True, trim
     return signal.astype(np.float32)
 
 
+WAV_SUBTYPES = {16: "PCM_16", 24: "PCM_24", 32: "FLOAT"}
+
+
+def write_wavs(signals, names, folder, sample_rate, config):
+    """Write signals as WAVs ready for a sampler (see ``soundgenerator.finish_for_sampler``).
+
+    ``config`` holds PEAK_DBFS, NORMALIZE, BIT_DEPTH, TRIM_DB and END_FADE. Names are
+    sanitised and made unique; nothing is written outside ``folder``.
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for signal, name in zip(signals, names):
+        stem = safe_name(name)
+        while folder / (stem + ".wav") in paths:  # two ids that sanitise to one name
+            stem += "_"
+        finished = finish_for_sampler(signal, sample_rate, config.PEAK_DBFS, config.NORMALIZE,
+                                      config.TRIM_DB, config.END_FADE)
+        path = folder / (stem + ".wav")
+        sf.write(path, finished, sample_rate, subtype=WAV_SUBTYPES[config.BIT_DEPTH])
+        paths.append(path)
+    return paths
+
+
 class SoundGenerator:
     """Turns normalised log-spectrograms into audio (denormalise, dB to magnitude, phase reconstruction).
 
@@ -132,6 +162,11 @@ class SoundGenerator:
         self.momentum = float(momentum)
         self.phase_init = phase_init
         self.seed = int(seed)
+
+    @classmethod
+    def from_params(cls, params, **phase_settings):
+        """A generator for the spectrograms of a ``params.json`` (its sample_rate, frame_size and hop_length)."""
+        return cls(params["sample_rate"], params["frame_size"], params["hop_length"], **phase_settings)
 
     # -- shapes ------------------------------------------------------------
 

@@ -30,10 +30,11 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from folders import decoder_classes, load_latent_prior, load_model_folder, load_spectrograms, natural_key  # noqa: E402
-from phase import stft  # noqa: E402
 from soundgenerator import SoundGenerator  # noqa: E402
-from train import split_clips  # noqa: E402
+from soundkit.audio_folder import natural_key  # noqa: E402
+from soundkit.folders import load_latent_prior, load_model_folder, load_spectrograms  # noqa: E402
+from soundkit.stft import stft  # noqa: E402
+from soundkit.training import split_clips  # noqa: E402
 
 SAMPLES_PER_CLASS = 30
 CLASSIFIER_EPOCHS = 15
@@ -63,7 +64,7 @@ def as_heard(normalised, minima, maxima, params):
     """Normalised spectrograms -> audio (as generate.py) -> normalised log-spectrograms again."""
     import librosa
 
-    generator = SoundGenerator(params["sample_rate"], params["frame_size"], params["hop_length"])
+    generator = SoundGenerator.from_params(params)
     signals = generator.convert_spectrograms_to_audio(normalised, minima, maxima)
     magnitudes = np.abs(stft(signals, params["frame_size"], params["hop_length"]))[:, :-1]
     heard = np.stack([librosa.amplitude_to_db(m, ref=1.0, amin=params["amin"], top_db=params["top_db"])
@@ -84,7 +85,7 @@ def judge_samples(listener, samples, level, params, requested=None):
     share = np.bincount(recognised, minlength=len(names)) / len(recognised)
     result = {
         "count": len(recognised),
-        "recognised_class_share": {name: round(float(s), 3) for name, s in zip(names, share)},
+        "recognised_class_share": {name: round(float(s), 3) for name, s in zip(names, share, strict=True)},
         "most_common_class_share": round(float(share.max()), 3),
         "mean_confidence": round(float(probabilities.max(axis=1).mean()), 3),
     }
@@ -96,10 +97,13 @@ def judge_samples(listener, samples, level, params, requested=None):
 
 
 def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows):
+    """The listener's figures for one model: its new sounds (by class where it knows classes), its
+    N(0, I) samples when unconditional, and its reconstructions of the held-out clips."""
     _, names = listener
-    vae, params, training = load_model_folder(model_dir)
-    conditional_names = decoder_classes(vae, training)
-    level = training["generation_level_db"]
+    model = load_model_folder(model_dir)
+    vae, params = model.vae, model.params
+    conditional_names = model.decoder_classes
+    level = model.training["generation_level_db"]
     result = {"conditional": bool(conditional_names)}
     prior = None if conditional_names else load_latent_prior(model_dir)
     model_names = conditional_names or (prior.classes if prior else [])

@@ -2,15 +2,19 @@
 
     python benchmarks/explore_load.py --model_dir=W/model --spectrograms_dir=W/spectrograms
 
-Starts ``explore.py``'s server on a free port of 127.0.0.1, in this process. First
-30 requests one after another (the time from request to sound as one user feels
+Starts ``explore.py`` as its own process, as a user would, on a free port of
+127.0.0.1, and waits until it answers (at most STARTUP_SECONDS). First 30
+requests one after another (the time from request to sound as one user feels
 it), then 4 clients send 50 requests each with random classes, knobs and
 directions. Every request is bounded (60 s timeout); an error is counted, never
-retried. Prints JSON (latency percentiles in ms) and writes
-benchmarks/results/explore_load.json.
+retried. The explorer is then stopped as Ctrl-C stops it. Prints JSON (latency
+percentiles in ms) and writes benchmarks/results/explore_load.json.
 """
 
 import json
+import signal
+import socket
+import subprocess
 import sys
 import tempfile
 import threading
@@ -27,6 +31,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 SEQUENTIAL = 30
 CLIENTS, PER_CLIENT = 4, 50
+STARTUP_SECONDS = 300          # loading the model (and fitting its knobs the first time) before it answers
+STOP_SECONDS = 30              # after Ctrl-C, before the explorer is killed
 
 
 def timed_request(base, body):
@@ -50,45 +56,83 @@ def percentiles(values):
         "max": round(float(np.max(values)), 1)}
 
 
+def free_port():
+    """A TCP port of 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def start_explorer(model_dir, spectrograms_dir, keep_dir):
+    """Start explore.py; return (the process, its address, its answer to GET /api/model) once it answers."""
+    from soundkit.configurator import PROJECT_DIR
+
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, str(PROJECT_DIR / "explore.py"), f"--model_dir={Path(model_dir).resolve()}",
+         f"--spectrograms_dir={Path(spectrograms_dir).resolve()}", f"--keep_dir={keep_dir}", f"--port={port}"],
+        cwd=PROJECT_DIR, stdout=sys.stderr)  # this script's stdout is its JSON
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            with urllib.request.urlopen(base + "/api/model", timeout=5) as response:
+                return process, base, json.loads(response.read())
+        except OSError:  # not listening yet
+            time.sleep(0.5)
+    stop_explorer(process)
+    raise SystemExit(f"explore.py did not answer on {base} within {STARTUP_SECONDS} s "
+                     f"(exit status {process.returncode})")
+
+
+def stop_explorer(process):
+    """Stop explore.py as Ctrl-C does; kill it if it has not stopped after STOP_SECONDS."""
+    if process.poll() is None:
+        process.send_signal(signal.SIGINT)
+    try:
+        process.wait(STOP_SECONDS)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def load(base, info):
+    """(sequential, parallel, seconds of the parallel part): (ms, status) of each request."""
+    rng = np.random.default_rng(0)
+
+    def random_body():
+        return {"seed": int(rng.integers(1 << 30)), "class": str(rng.choice([""] + info["classes"])),
+                "knobs": {name: round(float(rng.uniform(-1.5, 1.5)), 2) for name in info["knobs"]},
+                "directions": {name: round(float(rng.uniform(-1.5, 1.5)), 2) for name in info["directions"]}}
+
+    timed_request(base, random_body())  # warm up
+    sequential = [timed_request(base, random_body()) for _ in range(SEQUENTIAL)]
+    bodies = [[random_body() for _ in range(PER_CLIENT)] for _ in range(CLIENTS)]
+    parallel = []
+
+    def client(mine):
+        for body in mine:
+            parallel.append(timed_request(base, body))
+
+    started = time.perf_counter()
+    threads = [threading.Thread(target=client, args=(mine,)) for mine in bodies]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(600)
+    return sequential, parallel, time.perf_counter() - started
+
+
 def main(argv):
-    import explore
-    from configurator import configure
     from real_kit import cpu_name
 
     options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
     with tempfile.TemporaryDirectory() as keep_dir:
-        config = configure(vars(explore), [f"--model_dir={options['model_dir']}",
-                                           f"--spectrograms_dir={options['spectrograms_dir']}", "--port=0",
-                                           f"--keep_dir={keep_dir}"])
-        server = explore.serve(config)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        base = f"http://127.0.0.1:{server.server_address[1]}"
-        info = server.RequestHandlerClass and json.loads(urllib.request.urlopen(base + "/api/model").read())
-        rng = np.random.default_rng(0)
-
-        def random_body():
-            return {"seed": int(rng.integers(1 << 30)), "class": str(rng.choice([""] + info["classes"])),
-                    "knobs": {name: round(float(rng.uniform(-1.5, 1.5)), 2) for name in info["knobs"]},
-                    "directions": {name: round(float(rng.uniform(-1.5, 1.5)), 2) for name in info["directions"]}}
-
-        timed_request(base, random_body())  # warm up
-        sequential = [timed_request(base, random_body()) for _ in range(SEQUENTIAL)]
-        bodies = [[random_body() for _ in range(PER_CLIENT)] for _ in range(CLIENTS)]
-        parallel = []
-
-        def client(mine):
-            for body in mine:
-                parallel.append(timed_request(base, body))
-
-        started = time.perf_counter()
-        threads = [threading.Thread(target=client, args=(mine,)) for mine in bodies]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join(600)
-        seconds = time.perf_counter() - started
-        server.shutdown()
-        server.server_close()
+        process, base, info = start_explorer(options["model_dir"], options["spectrograms_dir"], keep_dir)
+        try:
+            sequential, parallel, seconds = load(base, info)
+        finally:
+            stop_explorer(process)
     results = {
         "cpu": cpu_name(), "model_dir": options["model_dir"], "sample_rate": info["sample_rate"],
         "seconds_per_sound": info["seconds"],

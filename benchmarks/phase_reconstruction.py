@@ -33,7 +33,7 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from phase import spectral_convergence  # noqa: E402
+from soundkit.phase import spectral_convergence  # noqa: E402
 from soundgenerator import SoundGenerator  # noqa: E402
 
 DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "fsdd"

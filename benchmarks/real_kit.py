@@ -9,13 +9,15 @@
 Every fifth file of each class (in sorted order: a round robin) is held out and
 never seen by training; the other files are linked into a training folder with
 the same class sub-folders. Then ``preprocess.py``, ``train.py`` and
-``generate.py`` run with their defaults, and the new sounds are judged:
+``generate.py`` run with their defaults, each as its own process
+(``soundkit.configurator.run_step``), and the new sounds are judged:
 
 - a stand-in listener (the CNN of ``class_recognition.py``), trained on the
   training clips, says which class each generated WAV is: how often it is the
   class that was asked for;
-- held-out log-spectral distance (``evaluate.py`` on the held-out folder), and how
-  varied the new sounds are and how far from their nearest training clip (no copies);
+- held-out log-spectral distance (``evaluate.py`` on the held-out folder, read back
+  from the evaluation.json it writes into the work folder), and how varied the new
+  sounds are and how far from their nearest training clip (no copies);
 - energy above 11 kHz in generated hi-hats against the real held-out ones;
 - time from the attack to -60 dB of generated toms against the real ones (whole files);
 - sample rate, sample format and peak level of the files;
@@ -44,6 +46,10 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from soundkit.configurator import run_step  # noqa: E402
+from soundkit.fileio import read_json  # noqa: E402
+from soundkit.folders import HISTORY_FILE, MODEL_FILE, PARAMS_FILE, TRAINING_FILE  # noqa: E402
 
 DRUMS = ROOT.parent / "shared" / "data" / "drums"
 HELD_OUT_EVERY = 5                    # every fifth file of a class is held out
@@ -150,10 +156,10 @@ def cpu_name():
 def phase_check(held_data, held_clips, params, repeats=3):
     """Spectral convergence and CPU ms per second of audio of the default phase reconstruction, on
     the true held-out spectrograms (the magnitudes that survive the pipeline), at the kit's rate."""
-    from phase import spectral_convergence
+    from soundkit.phase import spectral_convergence
     from soundgenerator import SoundGenerator
 
-    generator = SoundGenerator(params["sample_rate"], params["frame_size"], params["hop_length"])
+    generator = SoundGenerator.from_params(params)
     minima = np.array([clip["min"] for clip in held_clips])
     maxima = np.array([clip["max"] for clip in held_clips])
     magnitudes = generator.db_to_magnitude(generator.denormalise(held_data, minima, maxima))
@@ -169,143 +175,189 @@ def phase_check(held_data, held_clips, params, repeats=3):
             "cpu_ms_per_audio_s": round(1000 * min(cpu) / audio_seconds, 2)}
 
 
-def main(argv):
-    import csv
-
-    import evaluate
-    import folders
-    import generate
-    import preprocess
-    import spectrogram
-    import train
-    from class_recognition import train_classifier
-
-    options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
-    kit = Path(options.get("kit", DRUMS))
-    subset, seed = int(options.get("subset", 0)), int(options.get("seed", 0))
-    if not kit.is_dir():
-        raise SystemExit(f"no drum kit at {kit}")
-    tag = f"_subset{subset}" if subset else ""
-    tag += f"_seed{seed}" if seed else ""
-    workdir = Path(options.get("workdir") or tempfile.mkdtemp(prefix="real_kit_"))
-    spectrograms, model_dir, output_dir = workdir / "spectrograms", workdir / "model", workdir / "samples"
+def train_arguments(options):
+    """The train.py arguments a run changes: --max_minutes, and --<setting>=V for each --train_<setting>=V."""
     extra = [f"--max_minutes={options['max_minutes']}"] if "max_minutes" in options else []
     # --train_<setting>=V passes --<setting>=V to train.py (to try another default; the results file says so)
-    extra += [f"--{name[len('train_'):]}={value}" for name, value in options.items() if name.startswith("train_")]
-    reuse = options.get("reuse") == "true" and (model_dir / "history.csv").exists()
-    training_seconds = None
-    if not reuse:  # --reuse=true judges the model a previous run of the same --workdir trained
-        train_dir, held_dir = split_kit(kit, workdir, subset, seed)
-        preprocess.main([f"--audio_dir={train_dir}", f"--spectrograms_dir={spectrograms}"])
-        started = time.perf_counter()
-        train.main([f"--spectrograms_dir={spectrograms}", f"--model_dir={model_dir}", f"--seed={seed}",
-                    "--verbose=0", *extra])
-        training_seconds = round(time.perf_counter() - started, 1)
-    train_dir, held_dir = workdir / "train", workdir / "held_out"
-    classes = folders.read_training(model_dir)["classes"]
-    generate.main([f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}", f"--output_dir={output_dir}",
-                   f"--num_generated={SAMPLES_PER_CLASS * len(classes)}", "--num_reconstructed=0"])
-    params = json.loads((model_dir / "params.json").read_text())
+    return extra + [f"--{name[len('train_'):]}={value}" for name, value in options.items() if name.startswith("train_")]
 
-    # The stand-in listener, trained on the training clips.
-    data, clips, _ = folders.load_spectrograms(spectrograms, mmap=False)
+
+def preprocess_and_train(kit, workdir, subset, seed, extra):
+    """Split the kit, run preprocess.py and train.py on its training part; return the seconds of training."""
+    train_dir, _ = split_kit(kit, workdir, subset, seed)
+    run_step("preprocess.py", [f"--audio_dir={train_dir}", f"--spectrograms_dir={workdir / 'spectrograms'}"])
+    started = time.perf_counter()
+    run_step("train.py", [f"--spectrograms_dir={workdir / 'spectrograms'}", f"--model_dir={workdir / 'model'}",
+                          f"--seed={seed}", "--verbose=0", *extra])
+    return round(time.perf_counter() - started, 1)
+
+
+def generate_sounds(model_dir, spectrograms, output_dir, count):
+    """Run generate.py for ``count`` new sounds; return their WAV paths, as its generation.json lists them."""
+    run_step("generate.py", [f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}",
+                             f"--output_dir={output_dir}", f"--num_generated={count}", "--num_reconstructed=0"])
+    return sorted(output_dir / path for path in read_json(output_dir / "generation.json")["files"]["generated"])
+
+
+def preprocess_held_out(held_dir, held_spectrograms, params):
+    """Run preprocess.py on the held-out files with the model's spectrogram settings; return the folder."""
+    from soundkit.folders import settings_from_params
+
+    run_step("preprocess.py", [f"--audio_dir={held_dir}", f"--spectrograms_dir={held_spectrograms}"]
+             + [f"--{name.lower()}={value}" for name, value in settings_from_params(params).items()])
+    return held_spectrograms
+
+
+def listener_figures(spectrograms, held_spectrograms, classes, generated, params):
+    """The stand-in listener, trained on the training clips: its held-out accuracy, and how often it hears
+    in each generated WAV the class that was asked for (the class is in the file name)."""
+    from class_recognition import train_classifier
+    from soundkit.folders import load_spectrograms
+    from soundkit.spectrogram import spectrogram_of_file
+
+    data, clips, _ = load_spectrograms(spectrograms, mmap=False)
+    held_data, held_clips, _ = load_spectrograms(held_spectrograms, mmap=False)
     labels = np.array([classes.index(clip["label"]) for clip in clips])
-    held_config = folders.settings_from_params(params)
-    held_spectrograms = workdir / "held_out_spectrograms"
-    preprocess.main([f"--audio_dir={held_dir}", f"--spectrograms_dir={held_spectrograms}"]
-                    + [f"--{name.lower()}={value}" for name, value in held_config.items()])
-    held_data, held_clips, _ = folders.load_spectrograms(held_spectrograms, mmap=False)
     held_labels = np.array([classes.index(clip["label"]) for clip in held_clips])
     both = np.concatenate([data, held_data])
     all_labels = np.concatenate([labels, held_labels])
     listener, accuracy = train_classifier(both, all_labels, len(classes), np.arange(len(data)),
                                           np.arange(len(data), len(both)))
-
-    generated = sorted((output_dir / "generated").glob("*.wav"))
     asked = np.array([classes.index(path.stem.split("_")[1]) for path in generated])
-    heard = np.stack([spectrogram.spectrogram_of_file(path, params)[0] for path in generated])
+    heard = np.stack([spectrogram_of_file(path, params)[0] for path in generated])
     recognised = listener.predict(heard[..., None], verbose=0).argmax(axis=1)
     per_class = {name: round(float(np.mean(recognised[asked == c] == c)), 3) for c, name in enumerate(classes)}
+    return {"listener_held_out_accuracy": round(accuracy, 3),
+            "recognised_as_requested": round(float(np.mean(recognised == asked)), 3),
+            "per_class_recognised_as_requested": per_class}
 
+
+def class_signals(generated, held_dir, classes, rate):
+    """{class: (generated signals, real held-out signals)}: whole files, mixed to mono, at the model's rate."""
+    from soundkit.spectrogram import Loader
+
+    loader = Loader(rate)
+    return {name: ([loader.load(path) for path in generated if path.stem.split("_")[1] == name],
+                   [loader.load(path) for path in sorted((held_dir / name).glob("*.wav"))])
+            for name in classes}
+
+
+def sound_figures(by_class, rate):
+    """Hi-hats' energy above 11 kHz and toms' ring time, generated against real; every class's flatness."""
+    figures = {}
+    for key, name, measure, digits in (("hihat_energy_above_11khz", "hihat", top_octave_share, 4),
+                                       ("tom_time_to_minus_60_db_s", "tom", tail_seconds, 3)):
+        if name in by_class:
+            made_signals, real_signals = by_class[name]
+            real = np.median([measure(signal, rate) for signal in real_signals])
+            made = np.median([measure(signal, rate) for signal in made_signals])
+            figures[key] = {"generated": round(float(made), digits), "real_held_out": round(float(real), digits),
+                            "ratio": round(float(made / real), 3)}
+    figures["spectral_flatness_median"] = {
+        name: {"generated": round(float(np.median([spectral_flatness(s) for s in made])), 4),
+               "real_held_out": round(float(np.median([spectral_flatness(s) for s in real])), 4)}
+        for name, (made, real) in by_class.items()}
+    return figures
+
+
+def file_figures(generated):
+    """Sample rates, sample formats and peak levels of the generated WAV files."""
     import soundfile as sf
 
     infos = [sf.info(path) for path in generated]
     peaks = [20 * np.log10(np.max(np.abs(sf.read(path)[0]))) for path in generated]
-    rate = params["sample_rate"]
-    loader = spectrogram.Loader(rate)  # whole files, mixed to mono, at the model's rate
-    signals = {path: loader.load(path) for path in generated}
+    return {"sample_rates": sorted({info.samplerate for info in infos}),
+            "subtypes": sorted({info.subtype for info in infos}),
+            "peak_dbfs_min": round(float(min(peaks)), 2), "peak_dbfs_max": round(float(max(peaks)), 2)}
 
-    def of_class(name, held=True):
-        if held:
-            return [loader.load(path) for path in sorted((held_dir / name).glob("*.wav"))]
-        return [signal for path, signal in signals.items() if path.stem.split("_")[1] == name]
 
-    figures = {}
-    if "hihat" in classes:
-        real = np.median([top_octave_share(s, rate) for s in of_class("hihat")])
-        made = np.median([top_octave_share(s, rate) for s in of_class("hihat", held=False)])
-        figures["hihat_energy_above_11khz"] = {"generated": round(float(made), 4), "real_held_out": round(float(real), 4),
-                                               "ratio": round(float(made / real), 3)}
-    if "tom" in classes:
-        real = np.median([tail_seconds(s, rate) for s in of_class("tom")])
-        made = np.median([tail_seconds(s, rate) for s in of_class("tom", held=False)])
-        figures["tom_time_to_minus_60_db_s"] = {"generated": round(float(made), 3), "real_held_out": round(float(real), 3),
-                                                "ratio": round(float(made / real), 3)}
-    flatness = {name: {"generated": round(float(np.median([spectral_flatness(s) for s in of_class(name, False)])), 4),
-                       "real_held_out": round(float(np.median([spectral_flatness(s) for s in of_class(name)])), 4)}
-                for name in classes}
+def evaluate_held_out(model_dir, spectrograms, held_dir, workdir):
+    """Run evaluate.py on the held-out folder; return what it writes into workdir/evaluation.json."""
+    path = workdir / "evaluation.json"
+    run_step("evaluate.py", [f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}",
+                             f"--audio_dir={held_dir}", f"--evaluation_json={path}"])
+    return read_json(path)
 
-    evaluation = evaluate.evaluate(evaluate.configure(vars(evaluate), [
-        f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}", f"--audio_dir={held_dir}",
-        f"--evaluation_json={workdir / 'evaluation.json'}"]))
 
-    with open(model_dir / "history.csv") as file:
+def training_figures(model_dir, training_seconds):
+    """Epochs, time to the best model, training throughput, FLOPs, and utilisation against a matrix multiply."""
+    import csv
+
+    from autoencoder import VAE
+
+    with open(model_dir / HISTORY_FILE) as file:
         history = list(csv.DictReader(file))
     best = min(history, key=lambda row: float(row.get("val_loss") or row["loss"]))
     epoch_seconds = np.diff([0.0] + [float(row["seconds"]) for row in history])
-    from autoencoder import VAE
-
-    vae = VAE.load(model_dir / folders.MODEL_FILE)
+    vae = VAE.load(model_dir / MODEL_FILE)
     forward = conv_macs(vae.encoder) + conv_macs(vae.decoder)
     training_flops = 3 * 2 * forward  # forward, and about twice that backwards
-    training = json.loads((model_dir / "training.json").read_text())
-    spectrograms_per_second = training["train_clips"] / float(np.median(epoch_seconds))
+    spectrograms_per_second = read_json(model_dir / TRAINING_FILE)["train_clips"] / float(np.median(epoch_seconds))
     matmul = matmul_flops_per_second()
     achieved = training_flops * spectrograms_per_second
+    return {"epochs": len(history), "training_seconds": training_seconds,
+            "best_epoch": int(best["epoch"]), "seconds_to_best_model": float(best["seconds"]),
+            "training_spectrograms_per_second": round(spectrograms_per_second, 1),
+            "training_gflop_per_spectrogram": round(training_flops / 1e9, 3),
+            "achieved_gflop_per_second": round(achieved / 1e9, 1),
+            "matmul_gflop_per_second": round(matmul / 1e9, 1),
+            "utilisation_of_matmul": round(achieved / matmul, 3)}
 
-    phase = phase_check(held_data, held_clips, params)
+
+def results_path(subset, seed, extra):
+    """benchmarks/results/real_kit[_subset<N>_seed<S>][_<setting><value>...].json"""
+    tag = f"_subset{subset}" if subset else ""
+    tag += f"_seed{seed}" if seed else ""
+    # One part per setting, with what a file name should not hold made dashes:
+    # --conv_strides=[[4,2],2] -> _conv_strides-4-2-2
+    changed = "".join("_" + re.sub(r"[^A-Za-z0-9_.]+", "-", arg[2:].replace("=", "")).strip("-")
+                      for arg in extra if not arg.startswith("--max_minutes"))
+    return ROOT / "benchmarks" / "results" / f"real_kit{tag}{changed}.json"
+
+
+def main(argv):
+    from soundkit.folders import load_spectrograms, read_training
+
+    options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
+    kit = Path(options.get("kit", DRUMS)).absolute()
+    subset, seed = int(options.get("subset", 0)), int(options.get("seed", 0))
+    if not kit.is_dir():
+        raise SystemExit(f"no drum kit at {kit}")
+    # Absolute: the steps run in the project folder.
+    workdir = Path(options.get("workdir") or tempfile.mkdtemp(prefix="real_kit_")).absolute()
+    spectrograms, model_dir, output_dir = workdir / "spectrograms", workdir / "model", workdir / "samples"
+    extra = train_arguments(options)
+    reuse = options.get("reuse") == "true" and (model_dir / HISTORY_FILE).exists()
+    training_seconds = None
+    if not reuse:  # --reuse=true judges the model a previous run of the same --workdir trained
+        training_seconds = preprocess_and_train(kit, workdir, subset, seed, extra)
+    train_dir, held_dir = workdir / "train", workdir / "held_out"
+    classes = read_training(model_dir)["classes"]
+    generated = generate_sounds(model_dir, spectrograms, output_dir, SAMPLES_PER_CLASS * len(classes))
+    params = read_json(model_dir / PARAMS_FILE)
+    held_spectrograms = preprocess_held_out(held_dir, workdir / "held_out_spectrograms", params)
+    listening = listener_figures(spectrograms, held_spectrograms, classes, generated, params)
+    evaluation = evaluate_held_out(model_dir, spectrograms, held_dir, workdir)
+    held_data, held_clips, _ = load_spectrograms(held_spectrograms, mmap=False)
     results = {
         "cpu": cpu_name(), "cores": os.cpu_count(), "kit": str(kit), "subset": subset, "seed": seed,
-        "train_files": sum(1 for _ in train_dir.rglob("*.wav")), "held_out_files": sum(1 for _ in held_dir.rglob("*.wav")),
+        "train_files": sum(1 for _ in train_dir.rglob("*.wav")),
+        "held_out_files": sum(1 for _ in held_dir.rglob("*.wav")),
         "spectrogram": {name: params[name] for name in ("sample_rate", "duration", "frame_size", "hop_length",
                                                          "n_bins", "n_frames")},
-        "listener_held_out_accuracy": round(accuracy, 3),
-        "recognised_as_requested": round(float(np.mean(recognised == asked)), 3),
-        "per_class_recognised_as_requested": per_class,
+        **listening,
         "held_out_log_spectral_distance_db": round(evaluation["reconstruction"]["log_spectral_distance_db"], 2),
-        "phase_reconstruction_held_out": phase,
+        "phase_reconstruction_held_out": phase_check(held_data, held_clips, params),
         "new_sounds_not_copies": {name: round(evaluation["prior_samples"][name], 2) for name in (
             "diversity_db", "held_out_diversity_db", "nearest_training_clip_db", "nearest_training_clip_db_min",
             "held_out_nearest_training_clip_db")},
-        **figures,
-        "spectral_flatness_median": flatness,
-        "files": {"sample_rates": sorted({info.samplerate for info in infos}),
-                  "subtypes": sorted({info.subtype for info in infos}),
-                  "peak_dbfs_min": round(float(min(peaks)), 2), "peak_dbfs_max": round(float(max(peaks)), 2)},
-        "epochs": len(history), "training_seconds": training_seconds,
-        "best_epoch": int(best["epoch"]), "seconds_to_best_model": float(best["seconds"]),
-        "training_spectrograms_per_second": round(spectrograms_per_second, 1),
-        "training_gflop_per_spectrogram": round(training_flops / 1e9, 3),
-        "achieved_gflop_per_second": round(achieved / 1e9, 1),
-        "matmul_gflop_per_second": round(matmul / 1e9, 1),
-        "utilisation_of_matmul": round(achieved / matmul, 3),
+        **sound_figures(class_signals(generated, held_dir, classes, params["sample_rate"]), params["sample_rate"]),
+        "files": file_figures(generated),
+        **training_figures(model_dir, training_seconds),
         "workdir": str(workdir), "train_settings_changed": extra,
     }
     print(json.dumps(results, indent=2))
-    # One part per setting, with what a file name should not hold made dashes: --conv_strides=[[4,2],2] -> _conv_strides-4-2-2
-    changed = "".join("_" + re.sub(r"[^A-Za-z0-9_.]+", "-", arg[2:].replace("=", "")).strip("-")
-                      for arg in extra if not arg.startswith("--max_minutes"))
-    out = ROOT / "benchmarks" / "results" / f"real_kit{tag}{changed}.json"
+    out = results_path(subset, seed, extra)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results

@@ -43,6 +43,22 @@ TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=
               "--latent_space_dim=4", "--batch_size=8", "--verbose=0"]
 
 
+def run_preprocess(audio_dir, spectrograms_dir, *extra):
+    """Preprocess at 22050 Hz and 0.74 s, in this process: for tests about bad input, not chosen settings."""
+    import preprocess
+    from soundkit.configurator import configure
+
+    config = configure(vars(preprocess), [f"--audio_dir={audio_dir}", f"--spectrograms_dir={spectrograms_dir}",
+                                          "--num_workers=1", "--sample_rate=22050", "--duration=0.74", *extra])
+    preprocess.validate(config)
+    return preprocess.PreprocessingPipeline(config).run()
+
+
+def skip_reasons(report):
+    """File name -> reason, for every skipped file or folder of a preprocess.py report."""
+    return {Path(item["file"]).name: item["reason"] for item in report["files_skipped"]}
+
+
 def preprocess_args(audio, spectrograms):
     """preprocess.py arguments for the tiny project's spectrogram settings."""
     return [f"--audio_dir={audio}", f"--spectrograms_dir={spectrograms}", f"--sample_rate={SAMPLE_RATE}",

@@ -203,7 +203,7 @@ def two_clusters(count=400, seed=0):
 
 
 def test_latent_prior_fits_one_gaussian_per_class_and_samples_the_requested_one():
-    from latent_space import LatentPrior
+    from soundkit.latent_space import LatentPrior
 
     latents, labels = two_clusters()
     prior = LatentPrior.fit(latents, labels, ["kick", "snare"])
@@ -221,7 +221,7 @@ def test_latent_prior_fits_one_gaussian_per_class_and_samples_the_requested_one(
 
 
 def test_a_class_with_one_clip_is_not_copied_and_json_round_trips():
-    from latent_space import LatentPrior
+    from soundkit.latent_space import LatentPrior
 
     latents, labels = two_clusters()
     latents, labels = np.concatenate([latents, [[0.0, 9.0]]]), np.append(labels, 2)
@@ -239,7 +239,7 @@ def test_a_class_with_one_clip_is_not_copied_and_json_round_trips():
 
 
 def test_sampling_an_unconditional_vae_from_a_fitted_prior_decodes_those_latents():
-    from latent_space import LatentPrior
+    from soundkit.latent_space import LatentPrior
 
     vae = tiny_vae()
     prior = LatentPrior.fit(np.random.default_rng(0).normal(5.0, 0.01, (50, 3)))
@@ -249,7 +249,7 @@ def test_sampling_an_unconditional_vae_from_a_fitted_prior_decodes_those_latents
 
 
 def test_a_latent_prior_refuses_nan_latents_whatever_the_lapack_build():
-    from latent_space import LatentPrior
+    from soundkit.latent_space import LatentPrior
 
     latents = np.random.default_rng(0).normal(size=(10, 3))
     latents[4, 1] = np.nan
@@ -289,7 +289,7 @@ def run_python(code, **environment):
 @pytest.mark.parametrize("backend", ["jax", "torch"])
 def test_another_keras_backend_is_refused_in_one_line_that_says_how_to_fix_it(backend):
     # As a script shows it (configurator.run_script); jax and torch are not even installed.
-    result = run_python("from configurator import run_script; run_script(lambda: __import__('autoencoder'))",
+    result = run_python("from soundkit.configurator import run_script; run_script(lambda: __import__('autoencoder'))",
                         KERAS_BACKEND=backend)
     assert result.returncode == 1
     assert result.stderr.strip() == (f"error: this project trains with the TensorFlow backend of Keras; "

@@ -2,7 +2,7 @@
 
 import pytest
 
-from configurator import ConfigError, configure
+from soundkit.configurator import ConfigError, configure
 
 SETTINGS = {"EPOCHS": 10, "LEARNING_RATE": 0.001, "AUDIO_DIR": "data/audio", "CONDITIONAL": False,
             "CONV_FILTERS": [16, 32], "HOP_LENGTH": 128, "lowercase_is_not_a_setting": 1}

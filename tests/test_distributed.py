@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import folders
+from soundkit import folders
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -24,9 +24,10 @@ import json, sys
 import numpy as np
 sys.path.insert(0, sys.argv[1])
 import train
-from configurator import configure
+from soundkit import training
+from soundkit.configurator import configure
 
-strategy = train.choose_strategy(sys.argv[3], cpu_replicas=2 if sys.argv[3] == "mirrored" else 0)
+strategy = training.choose_strategy(sys.argv[3], cpu_replicas=2 if sys.argv[3] == "mirrored" else 0)
 config = configure(vars(train), ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
                                  "--latent_space_dim=3", "--learning_rate=0.01", "--latent_classifier_weight=2000"])
 rng = np.random.default_rng(0)
@@ -35,17 +36,17 @@ rows = rng.integers(2, 30, 64)
 for image, row in zip(images, rows):
     image[row - 1:row + 2] = 0.9
 np.save(sys.argv[2] + "/spectrograms.npy", images)
-reader = train.SpectrogramReader(sys.argv[2] + "/spectrograms.npy")
+reader = training.SpectrogramReader(sys.argv[2] + "/spectrograms.npy")
 labels = (rows[:, None] > 16).astype(np.int32)  # two classes
-dataset = train.make_dataset(reader, np.arange(64), labels, 16 * strategy.num_replicas_in_sync, True, 0)
+dataset = training.make_dataset(reader, np.arange(64), labels, 16 * strategy.num_replicas_in_sync, True, 0)
 with strategy.scope():
-    vae = train.build_vae(config, (32, 16, 1), 0, latent_classes=2)
+    vae = training.build_vae(config, (32, 16, 1), 0, latent_classes=2)
 history = vae.fit(dataset, epochs=30, verbose=0).history
 differences = []  # between the copies of each trainable weight held by this process's replicas
 for variable in vae.trainable_weights:
     copies = [np.asarray(copy) for copy in strategy.experimental_local_results(variable.value)]
     differences.append(max(float(np.max(np.abs(c - copies[0]))) for c in copies))
-print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": train._is_chief(strategy),
+print(json.dumps({"replicas": strategy.num_replicas_in_sync, "chief": training.is_chief(strategy),
                   "devices": list(strategy.extended.worker_devices), "copies": len(copies),
                   "losses": history["loss"], "label_losses": history["label_loss"],
                   "max_replica_difference": max(differences),
@@ -146,7 +147,8 @@ def test_train_py_with_distribute_multi_worker_runs_and_only_worker_0_writes(tmp
     assert written == ["history.csv", "latent_prior.json", "model.keras", "params.json", "training.json"]
     with open(model_dirs[0] / "history.csv") as file:
         assert len(file.read().strip().splitlines()) == 1 + 3
-    vae, _, training = folders.load_model_folder(model_dirs[0])
+    model = folders.load_model_folder(model_dirs[0])
+    vae, training = model.vae, model.training
     assert training["classes"] == ["clap", "hihat", "kick", "snare", "tom"]
     assert vae.latent_space_dim == 4
     with pytest.raises(Exception, match="MAX_MINUTES cannot be used with DISTRIBUTE=multi_worker"):
@@ -155,10 +157,10 @@ def test_train_py_with_distribute_multi_worker_runs_and_only_worker_0_writes(tmp
 
 @pytest.mark.parametrize("clips,replicas,sizes", [(17, 1, [16, 1]), (17, 2, [16]), (18, 2, [16, 2]), (32, 2, [16, 16])])
 def test_a_last_batch_too_small_to_give_every_replica_a_clip_is_left_out(tmp_path, clips, replicas, sizes):
-    import train
+    from soundkit import training
 
     np.save(tmp_path / "spectrograms.npy", np.zeros((clips, 4, 3), dtype=np.float32))
-    reader = train.SpectrogramReader(tmp_path / "spectrograms.npy")
-    dataset = train.make_dataset(reader, np.arange(clips), None, 16, False, 0, replicas=replicas)
+    reader = training.SpectrogramReader(tmp_path / "spectrograms.npy")
+    dataset = training.make_dataset(reader, np.arange(clips), None, 16, False, 0, replicas=replicas)
     assert [len(batch) for batch in dataset] == sizes
     assert int(dataset.cardinality()) == len(sizes)

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-import folders
+from soundkit import folders
 import evaluate
 
 

@@ -20,7 +20,7 @@ import pytest
 import soundfile as sf
 
 import explore
-from configurator import configure
+from soundkit.configurator import configure
 
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -123,7 +123,7 @@ def test_keep_writes_the_sound_into_the_keep_folder_only_and_export_makes_a_pack
     assert sf.info(root / "kept" / "outside_evil_name.wav").subtype == "PCM_24" and rate == preview_rate
     assert 20 * np.log10(np.max(np.abs(kept_signal))) == pytest.approx(-1.0, abs=0.05)
     assert (root / "kept" / "outside_evil_name.wav").read_bytes() != base64.b64decode(sound["wav"])
-    from phase import stft
+    from soundkit.stft import stft
 
     length = min(len(kept_signal), len(preview))
     spectra = [20 * np.log10(np.abs(stft(x[:length].astype(np.float32), 128, 32)) + 1e-4)

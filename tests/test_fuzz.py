@@ -14,8 +14,8 @@ import pytest
 import soundfile as sf
 
 import preprocess
-from configurator import configure
-from folders import load_spectrograms
+from soundkit.configurator import configure
+from soundkit.folders import load_spectrograms
 from preprocess import PreprocessingPipeline
 
 SEED = 20240611

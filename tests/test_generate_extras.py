@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import folders
-import listening_page
+from soundkit import folders
+from soundkit import listening_page, sounds
 import generate
-from configurator import PipelineError
+from soundkit.errors import PipelineError
 from conftest import DURATION, SAMPLE_RATE, copy_project, tiny_project
 from data.synthesize_drums import DRUM_CLASSES
-from latent_space import interpolate_latents
-from spectrogram import spectrogram_of_file, wav_spectrogram_db
+from soundkit.latent_space import interpolate_latents
+from soundkit.spectrogram import spectrogram_of_file, wav_spectrogram_db
 
 CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, snare, tom
 
@@ -23,8 +23,9 @@ CLASSES = sorted(DRUM_CLASSES)  # train.py sorts the labels: clap, hihat, kick, 
 def conditional(conditional_project):
     """The session's tiny class-conditional model (20 drum clips, 5 class folders x 4), loaded."""
     root = conditional_project
-    vae, params, training = folders.load_model_folder(root / "model")
-    return root, vae, params, training
+    model = folders.load_model_folder(root / "model")
+    vae, params, training = model.vae, model.params, model.training
+    return root, vae, params, training, model
 
 
 def run_generate(root, output, *extra):
@@ -122,7 +123,7 @@ def test_interpolation_refuses_bad_arguments():
 
 @pytest.mark.slow
 def test_an_audio_file_becomes_the_same_spectrogram_preprocess_made(conditional):
-    root, _, params, _ = conditional
+    root, _, params, _, model = conditional
     data, clips, _ = folders.load_spectrograms(root / "spectrograms")
     index = next(i for i, clip in enumerate(clips) if clip["id"] == "kick/kick_002.wav")
     spectrogram, min_db, max_db = spectrogram_of_file(root / "audio" / "kick" / "kick_002.wav", params)
@@ -132,9 +133,9 @@ def test_an_audio_file_becomes_the_same_spectrogram_preprocess_made(conditional)
 
 @pytest.mark.slow
 def test_a_file_end_is_the_latent_mean_of_the_file_with_its_folder_class(conditional):
-    root, vae, params, training = conditional
+    root, vae, params, training, model = conditional
     path = root / "audio" / "kick" / "kick_002.wav"
-    end = generate.morph_end(str(path), "MORPH_FROM", vae, params, training, root / "spectrograms")
+    end = sounds.morph_end(str(path), "MORPH_FROM", model, root / "spectrograms")
     spectrogram, min_db, max_db = spectrogram_of_file(path, params)
     expected, _ = vae.encode(spectrogram[np.newaxis], [CLASSES.index("kick")])
     assert (end.name, end.label, end.min_db, end.max_db) == ("kick_002.wav", CLASSES.index("kick"), min_db, max_db)
@@ -143,11 +144,11 @@ def test_a_file_end_is_the_latent_mean_of_the_file_with_its_folder_class(conditi
 
 @pytest.mark.slow
 def test_a_class_end_is_the_mean_latent_of_that_class_clips(conditional):
-    root, vae, params, training = conditional
+    root, vae, params, training, model = conditional
     data, clips, _ = folders.load_spectrograms(root / "spectrograms")
     snares = [i for i, clip in enumerate(clips) if clip["label"] == "snare"]
     means, _ = vae.encode(np.asarray(data[snares]), np.full(len(snares), CLASSES.index("snare")))
-    end = generate.morph_end("snare", "MORPH_TO", vae, params, training, root / "spectrograms")
+    end = sounds.morph_end("snare", "MORPH_TO", model, root / "spectrograms")
     assert end.label == CLASSES.index("snare") and len(snares) == 4
     np.testing.assert_allclose(end.latent, means.mean(axis=0), rtol=1e-5, atol=1e-6)
     assert end.max_db == pytest.approx(np.mean([clips[i]["max"] for i in snares]))
@@ -155,8 +156,8 @@ def test_a_class_end_is_the_mean_latent_of_that_class_clips(conditional):
 
 @pytest.mark.slow
 def test_a_class_without_clips_starts_from_the_prior_mean_at_the_typical_level(conditional, tmp_path):
-    _, vae, params, training = conditional
-    end = generate.morph_end("tom", "MORPH_TO", vae, params, training, tmp_path / "no_spectrograms")
+    _, vae, params, training, model = conditional
+    end = sounds.morph_end("tom", "MORPH_TO", model, tmp_path / "no_spectrograms")
     np.testing.assert_array_equal(end.latent, np.zeros(4))
     level = training["generation_level_db"]
     assert (end.label, end.min_db, end.max_db) == (CLASSES.index("tom"), level["min"], level["max"])
@@ -165,12 +166,12 @@ def test_a_class_without_clips_starts_from_the_prior_mean_at_the_typical_level(c
 @pytest.mark.slow
 @pytest.mark.parametrize("interpolation", ["linear", "slerp"])
 def test_a_morph_moves_steadily_away_from_its_start(conditional, interpolation):
-    root, vae, params, training = conditional
-    start = generate.morph_end(str(root / "audio" / "kick" / "kick_000.wav"), "MORPH_FROM", vae, params, training,
+    root, vae, params, training, model = conditional
+    start = sounds.morph_end(str(root / "audio" / "kick" / "kick_000.wav"), "MORPH_FROM", model,
                                root / "spectrograms")
-    end = generate.morph_end(str(root / "audio" / "hihat" / "hihat_000.wav"), "MORPH_TO", vae, params, training,
+    end = sounds.morph_end(str(root / "audio" / "hihat" / "hihat_000.wav"), "MORPH_TO", model,
                              root / "spectrograms")
-    result = generate.morph(vae, start, end, 8, interpolation)
+    result = sounds.morph(vae, start, end, 8, interpolation)
     steps_db = spectrograms_db(result)
     distances = np.sqrt(np.mean((steps_db - steps_db[0]) ** 2, axis=(1, 2)))  # RMS dB difference to step 0
     assert distances[-1] > 5.0, f"the morph hardly moves: {distances.round(2)}"
@@ -187,9 +188,9 @@ def test_the_decoded_shape_changes_in_even_steps_along_the_latent_path(interpola
     vae = VAE(input_shape=(64, 76, 1), conv_filters=[4, 8], conv_kernels=[3, 3], conv_strides=[2, 2],
               latent_space_dim=4, seed=0)  # untrained: a smooth decoder that depends on every latent
     rng = np.random.default_rng(2)
-    start = generate.MorphEnd("a", 2 * rng.standard_normal(4), None, -80.0, 0.0)
-    end = generate.MorphEnd("b", 2 * rng.standard_normal(4), None, -80.0, 0.0)
-    steps_db = spectrograms_db(generate.morph(vae, start, end, 8, interpolation))
+    start = sounds.MorphEnd("a", 2 * rng.standard_normal(4), None, -80.0, 0.0)
+    end = sounds.MorphEnd("b", 2 * rng.standard_normal(4), None, -80.0, 0.0)
+    steps_db = spectrograms_db(sounds.morph(vae, start, end, 8, interpolation))
     distances = np.sqrt(np.mean((steps_db - steps_db[0]) ** 2, axis=(1, 2)))
     increments = np.diff(distances)
     assert distances[-1] > 0.5, f"the decoder hardly moves: {distances.round(3)}"
@@ -199,11 +200,11 @@ def test_the_decoded_shape_changes_in_even_steps_along_the_latent_path(interpola
 
 @pytest.mark.slow
 def test_the_ends_of_a_morph_decode_the_ends_latents_with_their_classes(conditional):
-    root, vae, params, training = conditional
-    start = generate.morph_end(str(root / "audio" / "kick" / "kick_000.wav"), "MORPH_FROM", vae, params, training,
+    root, vae, params, training, model = conditional
+    start = sounds.morph_end(str(root / "audio" / "kick" / "kick_000.wav"), "MORPH_FROM", model,
                                root / "spectrograms")
-    end = generate.morph_end("snare", "MORPH_TO", vae, params, training, root / "spectrograms")
-    result = generate.morph(vae, start, end, 5, "slerp")
+    end = sounds.morph_end("snare", "MORPH_TO", model, root / "spectrograms")
+    result = sounds.morph(vae, start, end, 5, "slerp")
     assert result.labels.tolist() == [CLASSES.index("kick")] * 2 + [CLASSES.index("snare")] * 3
     np.testing.assert_array_equal(result.latents[[0, -1]], [start.latent, end.latent])
     np.testing.assert_allclose(result.spectrograms[0], vae.decode(start.latent, [start.label])[0], atol=1e-6)
@@ -347,7 +348,7 @@ def test_a_latent_classifier_is_trained_on_the_folder_labels_and_saved_with_them
         rows = list(csv.DictReader(file))
     assert len(rows) == 8 == len(history)
     assert float(rows[0]["label_loss"]) > 0 and "val_label_loss" in rows[0]
-    vae, _, _ = folders.load_model_folder(root / "model")
+    vae = folders.load_model_folder(root / "model").vae
     assert vae.latent_classes == len(CLASSES) and vae.num_classes == 0  # unconditional
     spectrograms, clips, _ = folders.load_spectrograms(root / "spectrograms")
     assert vae.classify(spectrograms).shape == (len(clips), len(CLASSES))
@@ -404,7 +405,7 @@ def test_without_the_latent_classifier_labelled_clips_still_give_classes_for_lab
     tiny_project(tmp_path, 2, "--latent_classifier_weight=0")
     training = json.loads((tmp_path / "model" / "training.json").read_text())
     assert training["classes"] == CLASSES
-    vae, _, _ = folders.load_model_folder(tmp_path / "model")
+    vae = folders.load_model_folder(tmp_path / "model").vae
     assert vae.latent_classes == 0 and vae.num_classes == 0  # only the prior knows the classes
     assert json.loads((tmp_path / "model" / "latent_prior.json").read_text())["classes"] == CLASSES
     written = run_generate(tmp_path, tmp_path / "out", "--num_generated=2", "--label=snare")
@@ -423,12 +424,13 @@ def test_without_the_latent_classifier_labelled_clips_still_give_classes_for_lab
 @pytest.mark.slow
 def test_variations_stray_further_from_their_sound_as_the_spread_grows(labelled_project):
     root, _ = labelled_project
-    vae, params, training = folders.load_model_folder(root / "model")
+    model = folders.load_model_folder(root / "model")
+    vae, params = model.vae, model.params
     source = root / "audio" / "snare" / "snare_001.wav"
     reconstruction, _ = vae.reconstruct(spectrogram_of_file(source, params)[0][np.newaxis])
     distances = []
     for spread in (0.0, 0.5, 2.0):
-        decoded, min_db, max_db, class_name = generate.variations_of(source, vae, params, training, 12, spread)
+        decoded, min_db, max_db, class_name = sounds.variations_of(source, model, 12, spread)
         assert decoded.shape == (12, params["n_bins"], params["n_frames"], 1) and class_name == "snare"
         assert (min_db, max_db) == spectrogram_of_file(source, params)[1:]  # the sound's own level
         distances.append(float(np.mean(np.sqrt(np.mean((decoded - reconstruction) ** 2, axis=(1, 2, 3))))))

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from latent_space import choose_groups, kmeans, name_groups, silhouette
+from soundkit.latent_space import choose_groups, kmeans, name_groups, silhouette
 
 
 def blobs(seed=0):
@@ -48,7 +48,7 @@ def test_groups_are_named_by_brightness_and_length_against_the_medians_and_never
 
 @pytest.mark.slow
 def test_an_unlabelled_folder_is_sorted_into_groups_that_then_work_as_classes(tmp_path):
-    import folders
+    from soundkit import folders
     import generate
     import preprocess
     import train

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from latent_space import Knobs
-from spectrogram import DESCRIPTORS_VERSION, KNOB_DESCRIPTORS, sound_descriptors
+from soundkit.latent_space import Knobs
+from soundkit.spectrogram import DESCRIPTORS_VERSION, KNOB_DESCRIPTORS, sound_descriptors
 
 PARAMS = {"sample_rate": 8000, "frame_size": 128, "hop_length": 32}
 BINS, FRAMES = 64, 60
@@ -100,8 +100,8 @@ def test_generate_turns_brightness_with_a_knob_fitted_once_to_the_training_clips
     import preprocess
     import train
     from conftest import TINY_MODEL, preprocess_args, tone
-    from fileio import file_sha256
-    from spectrogram import spectrogram_of_file
+    from soundkit.fileio import file_sha256
+    from soundkit.spectrogram import spectrogram_of_file
 
     (tmp_path / "audio").mkdir()
     for frequency in np.geomspace(150, 3000, 16):
@@ -135,8 +135,8 @@ def test_the_length_knob_lengthens_the_sounds_and_keeps_their_class(tmp_path):
     import preprocess
     import train
     from conftest import TINY_MODEL, preprocess_args, tone
-    from folders import load_spectrograms
-    from spectrogram import spectrogram_of_file
+    from soundkit.folders import load_spectrograms
+    from soundkit.spectrogram import spectrogram_of_file
 
     for label, frequencies in {"low": np.geomspace(150, 300, 12), "high": np.geomspace(1500, 3000, 12)}.items():
         (tmp_path / "audio" / label).mkdir(parents=True)
@@ -176,7 +176,7 @@ def test_the_length_knob_lengthens_the_sounds_and_keeps_their_class(tmp_path):
 
 def test_a_knob_out_of_range_is_refused_before_the_model_loads(tmp_path):
     import generate
-    from configurator import PipelineError
+    from soundkit.errors import PipelineError
 
     with pytest.raises(PipelineError, match=r"BRIGHTNESS must be between -3 and \+3"):
         generate.main([f"--model_dir={tmp_path / 'none'}", "--brightness=4"])

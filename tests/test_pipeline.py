@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import folders
+from soundkit import folders
 import generate
 import preprocess
 import train
-from configurator import PipelineError
-from fileio import file_sha256
+from soundkit import training
+from soundkit.errors import PipelineError
+from soundkit.fileio import file_sha256
 from conftest import (DURATION, FRAME_SIZE, HOP_LENGTH, SAMPLE_RATE, TINY_MODEL, preprocess_args,
                       tiny_project)
 from data.synthesize_drums import write_demo_drums
@@ -83,7 +84,9 @@ def test_generate_is_deterministic_for_a_seed(trained, tmp_path):
     first = run_generate(root, tmp_path / "a", "--seed=3")
     second = run_generate(root, tmp_path / "b", "--seed=3")
     other = run_generate(root, tmp_path / "c", "--seed=4")
-    read = lambda path: sf.read(path)[0]
+    def read(path):
+        return sf.read(path)[0]
+
     for a, b in zip(first["generated"], second["generated"]):
         np.testing.assert_array_equal(read(a), read(b))
     assert not np.allclose(read(first["generated"][0]), read(other["generated"][0]))
@@ -120,11 +123,11 @@ def test_train_without_spectrograms_says_to_preprocess_first(tmp_path):
 
 def test_fsdd_names_use_the_official_split_and_others_a_stable_hash():
     fsdd = [{"file": f"{digit}_jackson_{take}.wav"} for digit in range(2) for take in range(10)]
-    train_indices, validation = train.split_clips(fsdd, 0.1, seed=0)
+    train_indices, validation = training.split_clips(fsdd, 0.1, seed=0)
     assert [fsdd[i]["file"] for i in validation] == [f"{d}_jackson_{t}.wav" for d in range(2) for t in range(5)]
     clips = [{"file": f"kick/kick_{i:03d}.wav"} for i in range(200)]
-    _, held_out = train.split_clips(clips, 0.1, seed=0)
-    _, held_out_again = train.split_clips(clips + [{"file": "new/extra.wav"}], 0.1, seed=0)
+    _, held_out = training.split_clips(clips, 0.1, seed=0)
+    _, held_out_again = training.split_clips(clips + [{"file": "new/extra.wav"}], 0.1, seed=0)
     assert 10 <= len(held_out) <= 30
     assert set(held_out) <= set(held_out_again)  # adding a file does not reshuffle the others
 
@@ -132,7 +135,7 @@ def test_fsdd_names_use_the_official_split_and_others_a_stable_hash():
 def test_spectrogram_reader_returns_exactly_the_requested_rows(tmp_path):
     array = np.random.default_rng(0).random((7, 4, 3)).astype(np.float32)
     np.save(tmp_path / "spectrograms.npy", array)
-    reader = train.SpectrogramReader(tmp_path / "spectrograms.npy")
+    reader = training.SpectrogramReader(tmp_path / "spectrograms.npy")
     assert len(reader) == 7
     np.testing.assert_array_equal(reader.read([1, 4, 6]), array[[1, 4, 6]])
 
@@ -140,10 +143,10 @@ def test_spectrogram_reader_returns_exactly_the_requested_rows(tmp_path):
 def test_a_small_folder_gets_min_steps_full_batches_an_epoch_drawn_from_whole_passes(tmp_path):
     array = np.arange(10, dtype=np.float32)[:, None, None] * np.ones((10, 2, 3), dtype=np.float32)
     np.save(tmp_path / "spectrograms.npy", array)
-    reader = train.SpectrogramReader(tmp_path / "spectrograms.npy")
+    reader = training.SpectrogramReader(tmp_path / "spectrograms.npy")
     indices = np.array([0, 2, 3, 5, 6, 8, 9])  # 7 training clips, batches of 4, at least 6 steps
     epochs = []
-    dataset = train.make_dataset(reader, indices, None, 4, shuffle=True, seed=1, min_steps=6)
+    dataset = training.make_dataset(reader, indices, None, 4, shuffle=True, seed=1, min_steps=6)
     for _ in range(2):
         batches = [batch.numpy()[:, 0, 0, 0].astype(int) for batch in dataset]
         assert [len(batch) for batch in batches] == [4] * 6
@@ -152,10 +155,10 @@ def test_a_small_folder_gets_min_steps_full_batches_an_epoch_drawn_from_whole_pa
         assert set(seen) == set(indices) and min(np.bincount(seen)[indices]) >= 3
         epochs.append(seen)
     assert not np.array_equal(epochs[0], epochs[1])  # each epoch its own order ...
-    resumed = train.make_dataset(reader, indices, None, 4, shuffle=True, seed=1, min_steps=6, first_epoch=1)
+    resumed = training.make_dataset(reader, indices, None, 4, shuffle=True, seed=1, min_steps=6, first_epoch=1)
     np.testing.assert_array_equal(np.concatenate([b.numpy()[:, 0, 0, 0] for b in resumed]).astype(int), epochs[1])
     # ... and a folder with enough clips, or the validation data, is passed over once as before.
-    once = train.make_dataset(reader, indices, None, 4, shuffle=False, seed=0, min_steps=6)
+    once = training.make_dataset(reader, indices, None, 4, shuffle=False, seed=0, min_steps=6)
     assert [len(batch) for batch in once] == [4, 3]
 
 

@@ -10,8 +10,8 @@ import pytest
 import soundfile as sf
 
 import preprocess
-from configurator import PipelineError
-from latent_space import latent_grid_points, latent_pca
+from soundkit.errors import PipelineError
+from soundkit.latent_space import latent_grid_points, latent_pca
 from plot_spectrograms import (
     main,
     plot_comparison,
@@ -279,7 +279,7 @@ def test_nothing_to_plot_raises_a_pipeline_error_naming_train_py(tmp_path):
 
 
 def test_discriminant_directions_separate_classes_that_pca_mixes():
-    from latent_space import latent_discriminants, latent_pca
+    from soundkit.latent_space import latent_discriminants, latent_pca
 
     rng = np.random.default_rng(0)
     groups = np.repeat(["a", "b", "c"], 100)

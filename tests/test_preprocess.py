@@ -9,15 +9,16 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import folders
-import spectrogram as spectrogram_module
-import workers as workers_module
+from soundkit import folders
+from soundkit import spectrogram as spectrogram_module
+from soundkit import workers as workers_module
 import preprocess
-from configurator import PipelineError, configure
+from soundkit.configurator import configure
+from soundkit.errors import PipelineError
 from conftest import tone
-from folders import load_spectrograms
+from soundkit.folders import load_spectrograms
 from preprocess import PreprocessingPipeline
-from spectrogram import Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder
+from soundkit.spectrogram import Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder
 
 
 def run_preprocess(audio_dir, spectrograms_dir, *extra):
@@ -156,8 +157,8 @@ def test_parallel_and_serial_runs_write_identical_arrays(audio_folder, tmp_path)
 def test_spawned_and_forked_workers_and_one_process_write_identical_files(audio_folder, tmp_path, monkeypatch):
     written = {}
     for start_method, workers in [("spawn", 2), ("fork", 2), ("fork", 1)]:
-        monkeypatch.setattr(preprocess, "worker_start_method", lambda: start_method)
-        monkeypatch.setattr(workers_module, "worker_start_method", lambda: start_method)
+        monkeypatch.setattr(preprocess, "worker_start_method", lambda method=start_method: method)
+        monkeypatch.setattr(workers_module, "worker_start_method", lambda method=start_method: method)
         out = tmp_path / f"{start_method}_{workers}"
         run_preprocess(audio_folder, out, f"--num_workers={workers}")
         written[start_method, workers] = [(out / name).read_bytes() for name in ("spectrograms.npy", "clips.json")]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from sample_pack import OTHER_KEYS, drum_keys, write_sample_pack
+from soundkit.sample_pack import OTHER_KEYS, drum_keys, write_sample_pack
 
 sfzlint_parser = pytest.importorskip("sfzlint.parser", reason="sfzlint (requirements.txt) is not installed")
 

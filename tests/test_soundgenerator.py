@@ -12,8 +12,9 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import phase  # noqa: E402
-from phase import istft, spectral_convergence, stft  # noqa: E402
+from soundkit import phase  # noqa: E402
+from soundkit.phase import spectral_convergence  # noqa: E402
+from soundkit.stft import istft, stft  # noqa: E402
 from soundgenerator import SoundGenerator  # noqa: E402
 
 SAMPLE_RATE = 22050

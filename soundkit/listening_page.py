@@ -13,9 +13,9 @@ from urllib.parse import quote
 import matplotlib
 from matplotlib.figure import Figure
 
-from fileio import atomic_write
-from plots import save_figure, show_spectrogram
-from spectrogram import wav_spectrogram_db
+from soundkit.fileio import atomic_write
+from soundkit.plots import save_figure, show_spectrogram
+from soundkit.spectrogram import wav_spectrogram_db
 
 IMAGE_SIZE: Final = (320, 160)         # pixels (width, height) of each sound's picture, unless the settings say
 

@@ -1,18 +1,18 @@
-"""Phase reconstruction: the batched STFT, its inverse, PGHI and fast Griffin-Lim.
+"""Phase reconstruction: PGHI and fast Griffin-Lim, and the phase settings.
 
 A spectrogram keeps only magnitudes; the phase must be guessed before the
 inverse STFT gives audio. The default is the "fast Griffin-Lim" algorithm
 (Perraudin, Balazs and Sondergaard, 2013), started from a phase estimate
 computed from the magnitude alone ("phase-gradient heuristic integration",
 PGHI, Prusa, Balazs and Sondergaard, 2017). ``soundgenerator.SoundGenerator``
-uses it; so do the listening page's pictures (``stft``) and the benchmarks.
+uses it; so do evaluate.py and the benchmarks, with ``spectral_convergence``
+as the measure of how good a reconstruction is.
 
 Everything works on whole batches with vectorised numpy calls, never a
 Python loop over clips (Griffin-Lim goes through the batch in blocks of
-clips that fit in the CPU cache, which is three times faster).  The STFT and
-its inverse below are our own batched versions that follow ``librosa.stft``
-and ``librosa.istft`` exactly (periodic Hann window, centre padding with
-zeros, window-sum-square normalisation in the inverse).
+clips that fit in the CPU cache, which is three times faster).  The batched
+STFT and its inverse it is built on, with librosa's conventions, are in
+``stft.py``.
 
 The phase settings are defined here once (``DEFAULT_*``); generate.py and
 evaluate.py take their defaults from these and check them with
@@ -20,10 +20,10 @@ evaluate.py take their defaults from these and check them with
 """
 
 import numpy as np
-import scipy.fft
-from numpy.lib.stride_tricks import sliding_window_view
 
-from configurator import PipelineError
+from soundkit.errors import PipelineError
+from soundkit.stft import (hann_window, inverse_gain, irfft, overlap_add, rfft, signal_length, signals_from_spectra,
+                           stft, windowed_frames)
 
 PHASE_METHODS = ("griffinlim", "zero_phase")  # "zero_phase": the tutorial's, for comparison only
 PHASE_INITS = ("pghi", "random", "zeros")
@@ -53,180 +53,6 @@ PGHI_TOLERANCE_DB = 50.0
 # Griffin-Lim works on blocks of clips whose spectra take about this many
 # bytes, so that its arrays stay in the CPU cache (see ``griffin_lim``).
 CACHE_BLOCK_BYTES = 1 << 20
-
-
-# ---------------------------------------------------------------------------
-# Batched STFT and inverse STFT with librosa's conventions
-# ---------------------------------------------------------------------------
-
-
-def hann_window(frame_size):
-    """Periodic Hann window, as ``scipy.signal.get_window("hann", N)``.
-
-    Parameters
-    ----------
-    frame_size : int
-        Window length in samples.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 array of length ``frame_size``.
-    """
-    # "Periodic" means the period is frame_size (not frame_size - 1): this is
-    # what makes shifted copies of the squared window add up to a constant.
-    n = np.arange(frame_size)
-    return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / frame_size)).astype(np.float32)
-
-
-def _n_blocks(frame_size, hop_length):
-    """Number of hop-sized blocks a frame spans (rounded up)."""
-    return -(-frame_size // hop_length)
-
-
-def _overlap_add(frames, hop_length):
-    """Overlap-add frames (batch, T, frame_size) into signals.
-
-    Returns an array (batch, frame_size + hop_length * (T - 1)).  Instead of a
-    loop over the T frames we cut every frame into R = ceil(frame_size / hop)
-    blocks of ``hop_length`` samples: block r of frame t lands on block t + r
-    of the output, so R vectorised additions of shifted slabs do the work.
-    """
-    batch, n_frames, frame_size = frames.shape
-    n_blocks = _n_blocks(frame_size, hop_length)
-    padded_size = n_blocks * hop_length
-    if padded_size != frame_size:
-        # hop does not divide the frame: pad every frame with zeros up to R
-        # whole blocks, the zeros add nothing.
-        frames = np.pad(frames, ((0, 0), (0, 0), (0, padded_size - frame_size)))
-    blocks = frames.reshape(batch, n_frames, n_blocks, hop_length)
-    output = np.zeros((batch, n_frames + n_blocks - 1, hop_length), dtype=frames.dtype)
-    for r in range(n_blocks):
-        output[:, r : r + n_frames] += blocks[:, :, r]
-    output = output.reshape(batch, -1)
-    return output[:, : frame_size + hop_length * (n_frames - 1)]
-
-
-def _window_sum_square(frame_size, hop_length, n_frames):
-    """Sum of the squared, shifted windows (the ``librosa.filters.window_sumsquare``).
-
-    Dividing the overlap-added signal by it undoes the analysis and synthesis
-    windows; its length is that of the centre-padded signal.
-    """
-    squared = np.broadcast_to(hann_window(frame_size) ** 2, (1, n_frames, frame_size))
-    return _overlap_add(np.ascontiguousarray(squared), hop_length)[0]
-
-
-def _inverse_gain(frame_size, hop_length, n_frames):
-    """1 / window-sum-square on the centre-padded time axis, 0 on the padding.
-
-    Multiplying an overlap-added signal by this gain performs the ISTFT's
-    normalisation *and* sets the centre padding to zero in one step, which is
-    exactly what an ISTFT followed by a fresh (zero-padded) STFT would see.
-    """
-    wss = _window_sum_square(frame_size, hop_length, n_frames)
-    gain = np.zeros_like(wss)
-    pad = frame_size // 2
-    inside = slice(pad, len(wss) - pad)
-    # librosa only divides where the sum is not (numerically) zero.
-    nonzero = wss[inside] > np.finfo(np.float32).tiny
-    gain[inside][nonzero] = 1.0 / wss[inside][nonzero]
-    return gain
-
-
-def _windowed_frames(padded, frame_size, hop_length, out=None):
-    """Frames (batch, T, frame_size) of centre-padded signals, times the window.
-
-    ``sliding_window_view`` gives every frame as a view (no copy); the single
-    multiplication by the window writes them into one contiguous array.
-    """
-    views = sliding_window_view(padded, frame_size, axis=-1)[:, ::hop_length]
-    return np.multiply(views, hann_window(frame_size), out=out)
-
-
-def _rfft(frames, frame_size):
-    # Along the last (contiguous) axis; complex64 in, complex64 out.
-    return scipy.fft.rfft(frames, n=frame_size, axis=-1)
-
-
-def _irfft(spectra, frame_size):
-    return scipy.fft.irfft(spectra, n=frame_size, axis=-1)
-
-
-def stft(signals, frame_size, hop_length):
-    """Batched STFT with the conventions of ``librosa.stft`` (defaults).
-
-    Parameters
-    ----------
-    signals : array_like
-        Real signals, shape (batch, n_samples) or (n_samples,).
-    frame_size : int
-        FFT size and window length (``n_fft``).
-    hop_length : int
-        Samples between successive frames.
-
-    Returns
-    -------
-    numpy.ndarray
-        complex64 array (batch, frame_size // 2 + 1, 1 + n_samples // hop_length);
-        the batch axis is dropped for a 1-D input.
-    """
-    signals = np.asarray(signals, dtype=np.float32)
-    one_signal = signals.ndim == 1
-    signals = np.atleast_2d(signals)
-    pad = frame_size // 2
-    padded = np.pad(signals, ((0, 0), (pad, pad)))  # zeros, like pad_mode="constant"
-    spectra = _rfft(_windowed_frames(padded, frame_size, hop_length), frame_size)
-    spectra = np.swapaxes(spectra, -1, -2)  # (batch, T, F) -> (batch, F, T)
-    return spectra[0] if one_signal else spectra
-
-
-def istft(stft_matrix, frame_size, hop_length):
-    """Batched inverse STFT with the conventions of ``librosa.istft`` (defaults).
-
-    Parameters
-    ----------
-    stft_matrix : array_like
-        Complex spectra, shape (batch, frame_size // 2 + 1, T) or without the
-        batch axis.
-    frame_size : int
-        FFT size and window length (``n_fft``).
-    hop_length : int
-        Samples between successive frames.
-
-    Returns
-    -------
-    numpy.ndarray
-        float32 signals (batch, (T - 1) * hop_length) for an even frame_size
-        (one more sample for an odd one, as librosa); batch axis dropped for a
-        2-D input.
-    """
-    stft_matrix = np.asarray(stft_matrix)
-    one_signal = stft_matrix.ndim == 2
-    if one_signal:
-        stft_matrix = stft_matrix[np.newaxis]
-    # (batch, F, T) -> (batch, T, F): each frame's spectrum contiguous.
-    spectra = np.ascontiguousarray(np.swapaxes(stft_matrix, -1, -2), dtype=np.complex64)
-    signals = _signals_from_spectra(spectra, frame_size, hop_length)
-    return signals[0] if one_signal else signals
-
-
-def _signal_length(frame_size, hop_length, n_frames):
-    """Samples of the ISTFT: centre-padded length minus the padding.
-
-    That is (n_frames - 1) * hop_length for an even frame_size.
-    """
-    return frame_size + hop_length * (n_frames - 1) - 2 * (frame_size // 2)
-
-
-def _signals_from_spectra(spectra, frame_size, hop_length):
-    """ISTFT of spectra laid out (batch, T, F); returns (batch, (T-1) * hop)."""
-    n_frames = spectra.shape[1]
-    frames = _irfft(spectra, frame_size)
-    frames *= hann_window(frame_size)
-    padded = _overlap_add(frames, hop_length) * _inverse_gain(frame_size, hop_length, n_frames)
-    pad = frame_size // 2
-    return np.ascontiguousarray(padded[:, pad : padded.shape[1] - pad], dtype=np.float32)
 
 
 # ---------------------------------------------------------------------------
@@ -282,6 +108,48 @@ def _peak_owners(magnitudes, reliable):
     return owners, has_owner
 
 
+def _pghi_phase_steps(log_magnitude, frame_size, hop_length):
+    """PGHI's phase derivatives, integrated between neighbouring frames and along frequency.
+
+    Parameters
+    ----------
+    log_magnitude : numpy.ndarray
+        float32 log-magnitudes laid out (batch, T, F).
+    frame_size, hop_length : int
+        STFT parameters the magnitudes come from.
+
+    Returns
+    -------
+    time_steps : numpy.ndarray
+        float32 (batch, T - 1, F): phase advance of every bin from frame n-1 to n.
+    along_frequency : numpy.ndarray
+        float32 (batch, T, F): phase of every bin relative to bin 0 of its frame.
+    """
+    n_bins = log_magnitude.shape[2]
+    lam = HANN_GAUSSIAN_LAMBDA_FACTOR * frame_size**2
+    time_scale = np.float32(hop_length * frame_size / lam)
+    frequency_scale = np.float32(lam / (hop_length * frame_size))
+
+    # Phase advance from frame n-1 to n: the bin's centre frequency times the
+    # hop, plus the deviation from the log-magnitude's slope along frequency
+    # (trapezoidal rule between the two frames).  The centre-frequency part
+    # is taken modulo 2 pi (exactly, in integers) so that the running phase
+    # stays small and float32 stays accurate over many frames.
+    centre_advance = (2.0 * np.pi / frame_size) * ((hop_length * np.arange(n_bins)) % frame_size)
+    slope_along_frequency = np.gradient(log_magnitude, axis=2)
+    time_steps = slope_along_frequency[:, 1:] + slope_along_frequency[:, :-1]
+    time_steps *= np.float32(0.5) * time_scale
+    time_steps += centre_advance.astype(np.float32)
+
+    # Phase along frequency within a frame: pi per bin (the window centred at
+    # N / 2) minus the scaled slope of the log-magnitude along time.
+    neg_group_delay = np.gradient(log_magnitude, axis=1)
+    neg_group_delay *= -frequency_scale
+    neg_group_delay += np.float32(np.pi)
+    along_frequency = _cumulative_trapezoid(neg_group_delay, axis=2)
+    return time_steps, along_frequency
+
+
 def pghi_phase(magnitudes, frame_size, hop_length, seed=DEFAULT_SEED):
     """Phase estimated from the magnitude alone (a vectorised PGHI variant).
 
@@ -330,28 +198,7 @@ def pghi_phase(magnitudes, frame_size, hop_length, seed=DEFAULT_SEED):
     threshold = loudest * np.float32(10.0 ** (-PGHI_TOLERANCE_DB / 20.0))
     reliable = magnitudes > threshold
     log_magnitude = np.log(np.maximum(magnitudes, threshold) + np.float32(MAGNITUDE_EPSILON))
-
-    lam = HANN_GAUSSIAN_LAMBDA_FACTOR * frame_size**2
-    time_scale = np.float32(hop_length * frame_size / lam)
-    frequency_scale = np.float32(lam / (hop_length * frame_size))
-
-    # Phase advance from frame n-1 to n: the bin's centre frequency times the
-    # hop, plus the deviation from the log-magnitude's slope along frequency
-    # (trapezoidal rule between the two frames).  The centre-frequency part
-    # is taken modulo 2 pi (exactly, in integers) so that the running phase
-    # stays small and float32 stays accurate over many frames.
-    centre_advance = (2.0 * np.pi / frame_size) * ((hop_length * np.arange(n_bins)) % frame_size)
-    slope_along_frequency = np.gradient(log_magnitude, axis=2)
-    time_steps = slope_along_frequency[:, 1:] + slope_along_frequency[:, :-1]
-    time_steps *= np.float32(0.5) * time_scale
-    time_steps += centre_advance.astype(np.float32)
-
-    # Phase along frequency within a frame: pi per bin (the window centred at
-    # N / 2) minus the scaled slope of the log-magnitude along time.
-    neg_group_delay = np.gradient(log_magnitude, axis=1)
-    neg_group_delay *= -frequency_scale
-    neg_group_delay += np.float32(np.pi)
-    along_frequency = _cumulative_trapezoid(neg_group_delay, axis=2)
+    time_steps, along_frequency = _pghi_phase_steps(log_magnitude, frame_size, hop_length)
 
     # Phase of every bin relative to the peak that owns it.
     owners, has_owner = _peak_owners(magnitudes, reliable)
@@ -445,7 +292,7 @@ def griffin_lim(magnitudes, frame_size, hop_length, n_iter=DEFAULT_N_ITER,
     # batch through main memory.  This is a loop over blocks, not over clips.
     clip_bytes = n_frames * n_bins * np.dtype(np.complex64).itemsize
     clips_per_block = max(1, CACHE_BLOCK_BYTES // clip_bytes)
-    signals = np.empty((batch, _signal_length(frame_size, hop_length, n_frames)),
+    signals = np.empty((batch, signal_length(frame_size, hop_length, n_frames)),
                        dtype=np.float32)
     for start in range(0, batch, clips_per_block):
         block = slice(start, start + clips_per_block)
@@ -457,7 +304,7 @@ def griffin_lim(magnitudes, frame_size, hop_length, n_iter=DEFAULT_N_ITER,
 def _griffin_lim_block(target, phasors, frame_size, hop_length, n_iter, momentum):
     """Fast Griffin-Lim on magnitudes laid out (batch, T, F); returns signals."""
     batch, n_frames, n_bins = target.shape
-    gain = _inverse_gain(frame_size, hop_length, n_frames)
+    gain = inverse_gain(frame_size, hop_length, n_frames)
     window = hann_window(frame_size)
     momentum = np.float32(momentum)
 
@@ -468,12 +315,12 @@ def _griffin_lim_block(target, phasors, frame_size, hop_length, n_iter, momentum
     for _ in range(n_iter):
         # Consistency projection: ISTFT then STFT.  The ISTFT's division by
         # the window-sum-square and the STFT's zero padding are one gain.
-        synthesis = _irfft(spectra, frame_size)
+        synthesis = irfft(spectra, frame_size)
         synthesis *= window
-        padded = _overlap_add(synthesis, hop_length)
+        padded = overlap_add(synthesis, hop_length)
         padded *= gain
-        _windowed_frames(padded, frame_size, hop_length, out=frames)
-        rebuilt = _rfft(frames, frame_size)
+        windowed_frames(padded, frame_size, hop_length, out=frames)
+        rebuilt = rfft(frames, frame_size)
 
         # Momentum, in place to avoid temporary arrays:
         # previous <- rebuilt + momentum * (rebuilt - previous).
@@ -494,7 +341,7 @@ def _griffin_lim_block(target, phasors, frame_size, hop_length, n_iter, momentum
         spectra.real *= magnitude
         spectra.imag *= magnitude
 
-    return _signals_from_spectra(spectra, frame_size, hop_length)
+    return signals_from_spectra(spectra, frame_size, hop_length)
 
 
 def spectral_convergence(magnitudes, signals, frame_size, hop_length):

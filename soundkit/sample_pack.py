@@ -21,7 +21,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Final
 
-from fileio import atomic_write, safe_name
+from soundkit.fileio import atomic_write, safe_name
 
 # General MIDI percussion keys (channel 10), by the words a class name may hold.
 GM_KEYS: Final = [

@@ -17,9 +17,9 @@ import librosa
 import numpy as np
 import soundfile as sf
 
-from configurator import PipelineError
-from fileio import first_line
-from phase import stft
+from soundkit.errors import PipelineError
+from soundkit.fileio import first_line
+from soundkit.stft import stft
 
 AMIN: Final = 1e-5                             # smallest magnitude before log: -100 dB
 FILE_RATE_RANGE: Final = (1000, 1_000_000)     # Hz; a header outside it is damaged, not audio
@@ -219,7 +219,7 @@ def wav_spectrogram_db(wav_path, params):
     """Spectrogram of a WAV file in dB relative to its loudest bin, from 0 down to -80 dB.
 
     What every picture of a sound shows (plot_spectrograms.py, the listening page),
-    with the project's own STFT (``phase.stft``, librosa's conventions).
+    with the project's own STFT (``stft.stft``, librosa's conventions).
 
     Parameters
     ----------

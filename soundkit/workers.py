@@ -12,8 +12,8 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 
-from configurator import PipelineError
-from fileio import printable
+from soundkit.errors import PipelineError
+from soundkit.fileio import printable
 
 
 def worker_start_method():

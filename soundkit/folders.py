@@ -1,7 +1,5 @@
 """What each folder of the pipeline holds, and how it is read, written and checked.
 
-- **The audio folder** (preprocess.py's AUDIO_DIR): which files are sounds, and
-  how a file's class is named (its sub-folder, or an FSDD-style file name).
 - **The spectrograms folder** (preprocess.py writes it; train.py, generate.py,
   plot_spectrograms.py and evaluate.py read it): ``spectrograms.npy``,
   ``clips.json`` (per clip its id, file, label and the min/max dB that undo the
@@ -9,8 +7,12 @@
   and ``folder.json`` (what was measured per file, for reruns).
 - **The model folder** (train.py writes it; every later step reads it):
   ``model.keras``, ``params.json``, ``training.json`` (settings, the classes,
-  the loudness of new sounds, the held-out clips), ``history.csv`` and
-  ``latent_prior.json``.
+  the loudness of new sounds, the held-out clips), ``history.csv``, and what
+  was fitted to the model (``latent_prior.json`` and ``knobs.json``, which
+  name the ``model.keras`` they were fitted for, and ``groups.json``).
+
+Reading a folder only reads: what is fitted to a model is fitted and saved by
+``soundkit.fitted``. The audio folder a user brings is ``soundkit.audio_folder``.
 
 Every file name is written here once; every step reads a folder through the
 functions below, so a missing, damaged or mismatched folder gets the same
@@ -18,108 +20,17 @@ clear message everywhere.
 """
 
 import os
-import re
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import numpy as np
 
-from configurator import PipelineError
-from fileio import atomic_write_all, file_sha256, first_line, json_writer, printable, read_json, write_json
-from latent_space import Knobs, LatentPrior, fit_latent_prior
-from spectrogram import DESCRIPTORS_VERSION, KNOB_DESCRIPTORS, MinMaxNormaliser, sound_descriptors
-
-# --- the audio folder ----------------------------------------------------------------------
-
-AUDIO_EXTENSIONS: Final = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc",
-                           ".mp3", ".opus", ".au", ".snd", ".caf", ".w64", ".rf64"}
-FSDD_NAME = re.compile(r"^(?P<digit>[^_]+)_(?P<speaker>[^_]+)_(?P<take>\d+)$")  # a file stem: class_speaker_take
-
-
-def find_audio_files(audio_dir):
-    """Walk ``audio_dir`` recursively, following symlinks without ever looping.
-
-    Symlinked files are read. A symlinked folder is searched unless it leads back
-    into ``audio_dir`` (its files are found anyway), to a folder that contains
-    ``audio_dir`` (a loop) or to a folder already searched; those, hidden folders
-    (``.git``) and folders that cannot be listed are reported instead.
-
-    Returns
-    -------
-    audio_files : list of Path
-        Files with an audio extension, in sorted walking order.
-    other_files : list of (Path, str)
-        Everything else, files and folders, with the reason it is skipped.
-    """
-    audio_root = os.path.realpath(audio_dir)
-    searched = {audio_root}
-    audio_files, other_files = [], []
-
-    def report_unlistable(error):
-        other_files.append((Path(error.filename), f"folder cannot be listed ({error.strerror})"))
-
-    for root, dirs, files in os.walk(audio_dir, onerror=report_unlistable, followlinks=True):
-        followed = []
-        for name in sorted(dirs):
-            folder = Path(root) / name
-            reason = _folder_skip_reason(folder, audio_root, searched)
-            if reason:
-                other_files.append((folder, reason))
-            else:
-                searched.add(os.path.realpath(folder))
-                followed.append(name)
-        dirs[:] = followed
-        for name in sorted(files):
-            path = Path(root) / name
-            if name.startswith("."):
-                other_files.append((path, "hidden file"))
-            elif path.suffix.lower() not in AUDIO_EXTENSIONS:
-                other_files.append((path, f"not an audio file (extension {path.suffix or 'none'!r})"))
-            elif not path.is_file():
-                other_files.append((path, "broken symlink" if path.is_symlink() else "not a regular file"))
-            else:
-                audio_files.append(path)
-    return audio_files, other_files
-
-
-def _folder_skip_reason(folder, audio_root, searched):
-    """Why ``folder`` is not searched, or None when it should be."""
-    if folder.name.startswith("."):
-        return "hidden folder (not searched)"
-    real = os.path.realpath(folder)
-    if folder.is_symlink() and os.path.commonpath([real, audio_root]) == audio_root:
-        return "symlink to a folder inside AUDIO_DIR (its files are found anyway)"
-    if folder.is_symlink() and os.path.commonpath([real, audio_root]) == real:
-        return "symlink loop: it leads to a folder that contains AUDIO_DIR"
-    if real in searched:
-        return "folder already searched (symlink loop or second link to it)"
-    return None
-
-
-def label_rule(relatives, rule):
-    """Return a function (path relative to AUDIO_DIR) -> label (str or None), following LABELS."""
-    if rule not in ("auto", "folder", "filename", "none"):
-        raise PipelineError(f"LABELS must be auto, folder, filename or none, got {rule!r}")
-    in_folders = bool(relatives) and all(len(relative.parts) > 1 for relative in relatives)
-    by_name = bool(relatives) and all(FSDD_NAME.match(relative.stem) for relative in relatives)
-    if rule == "folder" or (rule == "auto" and in_folders):
-        return lambda relative: relative.parts[0] if len(relative.parts) > 1 else None
-    if rule == "filename" or (rule == "auto" and by_name):
-        return lambda relative: (FSDD_NAME.match(relative.stem) or [None, None])[1]
-    return lambda relative: None
-
-
-def file_key(path, relative):
-    """Identify a file's content cheaply: path relative to AUDIO_DIR, size and modification time."""
-    stat = path.stat()
-    return f"{printable(relative.as_posix())}|{stat.st_size}|{stat.st_mtime_ns}"
-
-
-def natural_key(text):
-    """Sort key that puts "tom2" before "tom10": the order of class names everywhere."""
-    return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
-
+from soundkit.errors import PipelineError
+from soundkit.fileio import atomic_write_all, file_sha256, first_line, json_writer, read_json, write_json
+from soundkit.latent_space import Knobs, LatentPrior
+from soundkit.spectrogram import DESCRIPTORS_VERSION
 
 # --- the spectrograms folder ---------------------------------------------------------------
 
@@ -378,8 +289,28 @@ def read_training(model_dir):
     return training
 
 
+@dataclass(frozen=True)
+class ModelFolder:
+    """A model folder as read by ``load_model_folder``: the model, its spectrogram parameters and training record."""
+
+    path: Path
+    vae: Any
+    params: dict
+    training: dict
+
+    @property
+    def classes(self):
+        """The classes the model knows (``training.json``'s one list); [] for none."""
+        return self.training["classes"]
+
+    @property
+    def decoder_classes(self):
+        """The classes its decoder takes (by index): a conditional model's classes, else []."""
+        return decoder_classes(self.vae, self.training)
+
+
 def load_model_folder(model_dir):
-    """Return (vae, params, training info) from a folder written by train.py, or a clear error."""
+    """Return a ``ModelFolder`` from a folder written by train.py, or a clear error."""
     model_dir = Path(model_dir)
     missing = [name for name in (MODEL_FILE, PARAMS_FILE, TRAINING_FILE) if not (model_dir / name).exists()]
     if missing:
@@ -393,7 +324,28 @@ def load_model_folder(model_dir):
     except Exception as error:
         raise PipelineError(f"cannot load {model_dir}/model.keras ({type(error).__name__}: {error}); "
                             f"it may be damaged or from another version: train again") from None
-    return vae, read_json(model_dir / PARAMS_FILE), training
+    return ModelFolder(model_dir, vae, read_json(model_dir / PARAMS_FILE), training)
+
+
+def generation_level(clips, train_indices):
+    """The dB range given to brand-new sounds: the median of the training clips' own ranges."""
+    maxima = np.array([clips[i]["max"] for i in train_indices])
+    minima = np.array([clips[i]["min"] for i in train_indices])
+    return {"min": float(np.median(minima)), "max": float(np.median(maxima))}
+
+
+def write_model_info(model_dir, settings, params, class_names, clips, train_indices, validation_indices):
+    """Write ``params.json`` and ``training.json`` into the model folder."""
+    write_json(Path(model_dir) / PARAMS_FILE, params)
+    write_json(Path(model_dir) / TRAINING_FILE, {
+        "format_version": TRAINING_FORMAT_VERSION,
+        "settings": settings,
+        "classes": class_names,
+        "generation_level_db": generation_level(clips, train_indices),
+        "train_clips": len(train_indices),
+        "validation_clips": len(validation_indices),
+        "validation_ids": [clips[i]["id"] for i in validation_indices],
+    })
 
 
 def training_rows(clips, training):
@@ -414,65 +366,42 @@ def check_same_parameters(model_params, data_params, data_dir):
                             f"({details}). Run preprocess.py with the model's settings, or use the matching model.")
 
 
-def load_latent_prior(model_dir, model=None, spectrograms_dir=None):
-    """The model's fitted ``LatentPrior``, or None (with the reason printed) when it has none that fits.
+def read_fitted(model_dir, file_name, descriptors_version=None):
+    """(content, None) of a file fitted to the model (``LATENT_PRIOR_FILE``, ``KNOBS_FILE``), or (None, why not).
 
-    When ``latent_prior.json`` is missing or was fitted for another ``model.keras``
-    (training was interrupted by Ctrl-C, a kill or a time limit) and the model's
-    training clips are in ``spectrograms_dir``, the prior of ``model`` (what
-    ``load_model_folder`` returns) is fitted to them now and saved, so every
-    model can generate by class however its training ended.
+    It is used only when it names the SHA-256 of this folder's ``model.keras``
+    (and, for the knobs, the version of the descriptors they follow).
     """
-    path = Path(model_dir) / LATENT_PRIOR_FILE
-    reason = None
+    path = Path(model_dir) / file_name
     if not path.exists():
-        reason = f"{path} is missing (training did not finish)"
-    else:
-        try:
-            data = read_json(path)
-            if data.get("model_sha256") == file_sha256(Path(model_dir) / MODEL_FILE):
-                return LatentPrior.from_json(data)
-            reason = f"{path} was fitted for another model.keras"
-        except (OSError, ValueError, KeyError, TypeError) as error:
-            reason = f"cannot use {path} ({error})"
-    prior = None
-    if model is not None and spectrograms_dir is not None:
-        prior = _fit_missing_prior(model_dir, *model, spectrograms_dir)
-    if prior is None:
-        print(f"note: {reason}: new sounds come from N(0, I)")
-    else:
-        print(f"note: {reason}: fitted it now to the training clips in {spectrograms_dir}")
-    return prior
-
-
-def _fit_missing_prior(model_dir, vae, params, training, spectrograms_dir):
-    """Fit and save the latent prior of ``vae`` to its training clips, or None when that cannot be done."""
+        return None, f"{path} is missing"
     try:
-        data, clips, data_params = load_spectrograms(spectrograms_dir)
-        check_same_parameters(params, data_params, spectrograms_dir)
-    except PipelineError as error:
-        print(f"note: cannot fit the latent prior now: {error}")
-        return None
-    train_indices = list(training_rows(clips, training))
-    clips = with_model_groups(clips, model_dir)
-    class_names = training["classes"]
-    if not train_indices or (class_names and any(clip.get("label") not in class_names for clip in clips)):
-        print(f"note: the clips in {spectrograms_dir} are not the ones this model was trained on")
-        return None
-    try:
-        prior = fit_latent_prior(vae, data, clips, train_indices, class_names)
-    except ValueError as error:
-        print(f"note: cannot fit the latent prior now: {error}")
-        return None
-    save_latent_prior(model_dir, prior)
-    return prior
+        data = read_json(path)
+        if data.get("model_sha256") != file_sha256(Path(model_dir) / MODEL_FILE):
+            return None, f"{path} was fitted for another model.keras"
+        if descriptors_version is not None and data.get("descriptors_version") != descriptors_version:
+            return None, f"{path} follows other descriptors"
+        return data, None
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+        return None, f"cannot use {path} ({error})"
 
 
-def save_latent_prior(model_dir, prior):
-    """Write ``latent_prior.json`` beside the model, with the SHA-256 of the ``model.keras`` it was fitted for."""
+def save_fitted(model_dir, file_name, content):
+    """Write ``content`` beside the model with the SHA-256 of the ``model.keras`` it was fitted for."""
     model_dir = Path(model_dir)
-    write_json(model_dir / LATENT_PRIOR_FILE,
-               {**prior.to_json(), "model_sha256": file_sha256(model_dir / MODEL_FILE)})
+    write_json(model_dir / file_name, {**content, "model_sha256": file_sha256(model_dir / MODEL_FILE)})
+
+
+def load_latent_prior(model_dir):
+    """The model's saved ``LatentPrior``, or None when it has none fitted for this ``model.keras``."""
+    data, _ = read_fitted(model_dir, LATENT_PRIOR_FILE)
+    return None if data is None else LatentPrior.from_json(data)
+
+
+def load_knobs(model_dir):
+    """The model's saved ``Knobs``, or None when it has none fitted for this model and these descriptors."""
+    data, _ = read_fitted(model_dir, KNOBS_FILE, DESCRIPTORS_VERSION)
+    return None if data is None else Knobs.from_json(data)
 
 
 def decoder_classes(vae, training):
@@ -489,52 +418,6 @@ def clip_label_indices(clips, label_names):
         raise PipelineError(f"clips with labels {unknown} unknown to the model "
                             f"(it knows {', '.join(label_names)})")
     return np.array([label_names.index(clip["label"]) for clip in clips])
-
-
-def load_knobs(model_dir, vae, params, training, spectrograms_dir, chunk=256):
-    """The model's ``latent_space.Knobs``: from ``knobs.json`` when it was fitted for this ``model.keras``,
-    else fitted now to the model's training clips in ``spectrograms_dir`` and saved.
-
-    Raises
-    ------
-    PipelineError
-        When the training clips are not there, or the knobs cannot be fitted to them.
-    """
-    path = Path(model_dir) / KNOBS_FILE
-    sha256 = file_sha256(Path(model_dir) / MODEL_FILE)
-    try:
-        saved = read_json(path)
-        if saved.get("model_sha256") == sha256 and saved.get("descriptors_version") == DESCRIPTORS_VERSION:
-            return Knobs.from_json(saved)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        pass  # missing or damaged: fitted again below
-    data, clips, data_params = load_spectrograms(spectrograms_dir)
-    check_same_parameters(params, data_params, spectrograms_dir)
-    rows = training_rows(clips, training)
-    means = vae.encode_rows(data, rows, clip_label_indices([clips[i] for i in rows], decoder_classes(vae, training)))
-    # Measured as the model sees the clips and makes new sounds: each spanning [0, 1], given the level of
-    # new sounds (a clip's own dB range is not in its spectrogram, so no knob can follow it).
-    descriptors = clip_descriptors(data, rows, training["generation_level_db"], params, chunk)
-    clips = with_model_groups(clips, model_dir)
-    groups = [clips[i].get("label") or "" for i in rows] if training["classes"] else None
-    try:
-        knobs = Knobs.fit(means, descriptors, KNOB_DESCRIPTORS, groups)
-    except ValueError as error:
-        raise PipelineError(f"cannot fit the knobs to the clips in {spectrograms_dir}: {error}") from None
-    write_json(path, {**knobs.to_json(), "model_sha256": sha256, "descriptors_version": DESCRIPTORS_VERSION})
-    print(f"fitted the knobs to {len(rows)} training clips (R^2 " + ", ".join(
-        f"{name} {score:.2f}" for name, score in zip(knobs.names, knobs.scores)) + f"), saved to {path}")
-    return knobs
-
-
-def clip_descriptors(spectrograms, rows, level, params, chunk=256):
-    """``sound_descriptors`` of rows of a spectrogram array (or reader), each given the dB range ``level``
-    ({"min", "max"}: the level of new sounds), chunk by chunk."""
-    rows = np.asarray(rows, dtype=int)
-    return np.concatenate([np.zeros((0, len(KNOB_DESCRIPTORS)))] + [
-        sound_descriptors(MinMaxNormaliser().denormalise(np.asarray(spectrograms[part]), level["min"], level["max"]),
-                          params)
-        for part in (rows[start:start + chunk] for start in range(0, len(rows), chunk))])
 
 
 def save_groups(model_dir, groups, representatives, scores):

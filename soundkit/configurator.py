@@ -13,8 +13,12 @@ explicit overrides after it win.
 """
 
 import ast
+import signal
 import sys
+from pathlib import Path
 from types import SimpleNamespace
+
+from soundkit.errors import PipelineError
 
 # Named groups of settings. A script takes the names it knows and ignores the rest,
 # so one preset can describe the whole pipeline.
@@ -45,26 +49,38 @@ PRESETS = {
 }
 
 
-class PipelineError(RuntimeError):
-    """A problem the user can fix (bad input, mismatched files); printed without a traceback."""
-
-
 class ConfigError(ValueError):
     """A command-line override that cannot be applied."""
+
+
+def assigned_names(path):
+    """The names a Python file assigns at its top level (None when the file cannot be read)."""
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return None
+    names = set()
+    for node in tree.body:
+        targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(
+            node, ast.AnnAssign) else []
+        names.update(target.id for target in targets if isinstance(target, ast.Name))
+    return names
 
 
 def settings_of(namespace):
     """Return the capitalised settings (name -> value) of a module namespace.
 
-    Constants annotated ``typing.Final`` (file format versions, numerical
-    floors) are fixed, not settings.
+    Only names the script assigns itself are settings: constants it imports
+    (file names, the library's defaults) are not. Constants annotated
+    ``typing.Final`` (file format versions, numerical floors) are fixed.
     """
     fixed = {name for name, annotation in namespace.get("__annotations__", {}).items()
              if "Final" in str(annotation)}
+    own = assigned_names(namespace["__file__"]) if namespace.get("__file__") else None
     return {
         name: value
         for name, value in namespace.items()
-        if name.isupper() and not name.startswith("_") and name not in fixed
+        if name.isupper() and not name.startswith("_") and name not in fixed and (own is None or name in own)
         and isinstance(value, (bool, int, float, str, list, tuple, type(None)))
     }
 
@@ -165,13 +181,86 @@ def require(checks):
             raise PipelineError(message)
 
 
+def restore_ctrl_c():
+    """Give SIGINT its default meaning (KeyboardInterrupt) back when the process started with it ignored.
+
+    A background job of a non-interactive shell (``cmd &`` in a script, some CI
+    runners, ``nohup``) starts with SIGINT ignored, and Python then never raises
+    KeyboardInterrupt: Ctrl-C or ``kill -INT`` would not stop training cleanly.
+    """
+    if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
 def run_script(main):
     """Run ``main()``; print a ConfigError or PipelineError as one clear line and exit non-zero."""
+    restore_ctrl_c()
     try:
         return main()
     except ConfigError as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2)
+        raise SystemExit(2) from None
     except PipelineError as error:
         print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(1)
+        raise SystemExit(1) from None
+
+
+PROJECT_DIR = Path(__file__).resolve().parents[1]
+
+
+def run_step(script, arguments=(), capture=False):
+    """Run a step script (``"train.py"``...) in its own process, as a user would; raise on failure.
+
+    For benchmarks and tools: a step is never imported, so the library stays
+    beneath the steps. Returns the ``subprocess.CompletedProcess`` (its output
+    as text when ``capture``); a step that fails raises ``PipelineError`` with
+    the end of what it printed.
+    """
+    import subprocess  # only tools run steps
+
+    command = [sys.executable, str(PROJECT_DIR / script), *map(str, arguments)]
+    result = subprocess.run(command, cwd=PROJECT_DIR, text=True,
+                            stdout=subprocess.PIPE if capture else None, stderr=subprocess.PIPE if capture else None)
+    if result.returncode != 0:
+        tail = ((result.stderr or "") + (result.stdout or "")).strip()[-2000:]
+        raise PipelineError(f"{script} exited with {result.returncode}" + (f": {tail}" if tail else ""))
+    return result
+
+
+def step_settings(script):
+    """Return the default settings (name -> value) of a step script, read from its source, not imported.
+
+    For benchmarks and tools that need a step's settings (``configure(step_settings("train.py"), argv)``)
+    without importing the step. The settings are the capitalised names the script assigns at its top
+    level to a literal (``EPOCHS = 150``, ``CONV_STRIDES = [2, 2]``); names annotated ``typing.Final``
+    are fixed, not settings, and a setting computed from the library (``GRIFFIN_LIM_ITERATIONS =
+    DEFAULT_N_ITER``) is left out: read that one from the library.
+
+    Parameters
+    ----------
+    script : str or Path
+        The step's file, relative to the project folder (``"train.py"``) or absolute.
+
+    Returns
+    -------
+    dict
+        The settings in the order the script assigns them.
+    """
+    tree = ast.parse((PROJECT_DIR / script).read_text(encoding="utf-8"))
+    settings = {}
+    for node in tree.body:
+        if isinstance(node, ast.Assign) and len(node.targets) == 1:
+            target = node.targets[0]
+        elif isinstance(node, ast.AnnAssign) and node.value is not None:
+            if "Final" in ast.unparse(node.annotation):
+                continue
+            target = node.target
+        else:
+            continue
+        if not isinstance(target, ast.Name) or not target.id.isupper() or target.id.startswith("_"):
+            continue
+        try:
+            settings[target.id] = ast.literal_eval(node.value)
+        except (ValueError, TypeError, SyntaxError):  # not a literal: computed from the library
+            continue
+    return settings

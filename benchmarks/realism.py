@@ -1,0 +1,202 @@
+"""Realism on the real kit: do new sounds and reconstructions sit as close to real clips as real clips do?
+
+    python benchmarks/real_kit.py --workdir=W                 # first: split the kit, train, generate
+    python benchmarks/realism.py --workdir=W                  # today's model, W/model
+    python benchmarks/realism.py --workdir=W --models=W/model,W/model_b   # side by side, one run
+
+Reads a folder laid out by ``real_kit.py``: the kit's training clips in
+``W/train/<class>/``, the held-out ones (every fifth file) in ``W/held_out/<class>/``,
+and the training spectrograms in ``W/spectrograms``. A stand-in listener (the
+small CNN ``soundkit.realism.Listener``) learns the classes from the training
+clips on its own fixed analysis (log-mel, 22.05 kHz, 2 s), independent of any
+model's geometry, so models of different geometry are judged alike. Then,
+against the held-out clips:
+
+- the Fréchet distance in the listener's embedding (as FAD does with VGGish)
+  of the training clips (the floor), the held-out clips through the phase
+  reconstruction only, through the VAE (encode, decode, phase), and the new
+  sounds ``generate.py`` writes when asked for every class in turn; each as a
+  multiple of the floor, from sets of the same size;
+- the frequency-axis ripple (periods of 2, 4 and 8 bins) and the share of
+  saturated pixels (>= 0.9) of decoded and real spectrograms, at the model's geometry;
+- each class's median time from the attack to -60 dB, generated against real;
+- how often the listener hears the class that was asked for.
+
+Prints JSON and writes benchmarks/results/realism[_<tag>].json.
+"""
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from soundgenerator import SoundGenerator  # noqa: E402
+from soundkit.configurator import run_step  # noqa: E402
+from soundkit.folders import load_model_folder  # noqa: E402
+from soundkit.realism import (Listener, decay_seconds, frequency_ripple, matched_frechet_distance,  # noqa: E402
+                              saturated_share)
+from soundkit.spectrogram import Loader, spectrogram_of_file  # noqa: E402
+
+LISTENER_RATE, LISTENER_SECONDS = 22050, 2.0   # the listener's own analysis: log-mel, 64 bands, hop 256
+LISTENER_MELS, LISTENER_HOP, LISTENER_FFT, LISTENER_TOP_DB = 64, 256, 1024, 80.0
+SAMPLES_PER_CLASS = 25
+FRECHET_DRAWS = 20
+TAIL_DB = -60.0
+
+
+def listener_view(signal, rate):
+    """The listener's input: a log-mel spectrogram of the first LISTENER_SECONDS, in [0, 1] below the peak."""
+    import librosa
+
+    if rate != LISTENER_RATE:
+        signal = librosa.resample(np.asarray(signal, dtype=np.float32), orig_sr=rate, target_sr=LISTENER_RATE)
+    length = int(LISTENER_RATE * LISTENER_SECONDS)
+    signal = np.pad(signal[:length], (0, max(0, length - len(signal))))
+    mel = librosa.feature.melspectrogram(y=signal, sr=LISTENER_RATE, n_fft=LISTENER_FFT, hop_length=LISTENER_HOP,
+                                         n_mels=LISTENER_MELS)
+    db = librosa.power_to_db(mel, ref=max(float(mel.max()), 1e-12), top_db=LISTENER_TOP_DB)
+    return ((db + LISTENER_TOP_DB) / LISTENER_TOP_DB).astype(np.float32)
+
+
+def clips_of(folder):
+    """[(class, path)] of a folder of class sub-folders, in sorted order."""
+    return [(path.parent.name, path) for path in sorted(Path(folder).glob("*/*.wav"))]
+
+
+def real_sets(workdir, rate):
+    """The training and held-out clips as audio at ``rate``, with their classes."""
+    loader = Loader(rate)
+    sets = {}
+    for name in ("train", "held_out"):
+        items = clips_of(workdir / name)
+        sets[name] = ([label for label, _ in items], [loader.load(path) for _, path in items],
+                      [path for _, path in items])
+    return sets
+
+
+def through_model(model, paths, vae):
+    """Held-out files at the model's geometry, and as audio through the phase reconstruction only and the VAE."""
+    analysed = [spectrogram_of_file(path, model.params) for path in paths]
+    spectrograms = np.stack([spectrogram for spectrogram, _, _ in analysed])
+    minima = np.array([low for _, low, _ in analysed])
+    maxima = np.array([high for _, _, high in analysed])
+    generator = SoundGenerator.from_params(model.params)
+    phase_only = generator.convert_spectrograms_to_audio(spectrograms, minima, maxima)
+    decoded = np.asarray(vae.reconstruct(spectrograms)[0])[..., 0] if vae is not None else None
+    through_vae = generator.convert_spectrograms_to_audio(decoded, minima, maxima) if vae is not None else None
+    return spectrograms, decoded, list(phase_only), None if through_vae is None else list(through_vae)
+
+
+def new_sounds(model, workdir, classes):
+    """(classes asked for, audio, files) of the new sounds generate.py writes for every class in turn."""
+    output = workdir / f"realism_{model.path.name}"
+    run_step("generate.py", [f"--model_dir={model.path}", f"--spectrograms_dir={workdir / 'spectrograms'}",
+                             f"--output_dir={output}", f"--num_generated={SAMPLES_PER_CLASS * len(classes)}",
+                             "--num_reconstructed=0", "--pack=false"], capture=True)
+    paths = sorted((output / "generated").glob("*.wav"))
+    loader = Loader(model.params["sample_rate"])
+    return [path.stem.split("_")[1] for path in paths], [loader.load(path) for path in paths], paths
+
+
+def ratio(value, reference):
+    return round(float(value / reference), 2) if reference else None
+
+
+def judge_model(model_dir, workdir, listener, embed_real, real, classes):
+    """Every figure of one model against the held-out clips."""
+    model = load_model_folder(model_dir)
+    rate = model.params["sample_rate"]
+    held_labels, held_audio, held_paths = real["held_out"]
+    spectrograms, decoded, phase_only, through_vae = through_model(model, held_paths, model.vae)
+    asked, generated, generated_paths = new_sounds(model, workdir, classes)
+    reference = embed_real["held_out"]
+    size = len(reference)
+
+    def frechet(audio):
+        embedded = listener.embed(np.stack([listener_view(signal, rate) for signal in audio]))
+        return matched_frechet_distance(reference, embedded, size=size, draws=FRECHET_DRAWS, seed=0)["mean"]
+
+    floor = matched_frechet_distance(reference, embed_real["train"], size=size, draws=FRECHET_DRAWS, seed=0)["mean"]
+    distances = {"training_clips_floor": floor, "phase_reconstruction_only": frechet(phase_only),
+                 "vae_reconstructions": frechet(through_vae), "new_sounds": frechet(generated)}
+    heard = listener.predict(np.stack([listener_view(signal, rate) for signal in generated]))
+    asked_index = np.array([classes.index(name) for name in asked])
+    regenerated = np.stack([spectrogram_of_file(path, model.params)[0] for path in generated_paths])
+    ripple = {"real": frequency_ripple(spectrograms), "vae_decoded": frequency_ripple(decoded),
+              "new_sounds_reanalysed": frequency_ripple(regenerated)}
+    tails = {}
+    for name in classes:
+        real_tail = np.median([decay_seconds(s, rate, TAIL_DB) for s, c in zip(held_audio, held_labels) if c == name])
+        made_tail = np.median([decay_seconds(s, rate, TAIL_DB) for s, c in zip(generated, asked) if c == name])
+        tails[name] = {"real_s": round(float(real_tail), 3), "generated_s": round(float(made_tail), 3),
+                       "ratio": ratio(made_tail, real_tail)}
+    return {
+        "model_dir": str(model_dir), "spectrogram": {key: model.params[key] for key in (
+            "sample_rate", "duration", "frame_size", "hop_length", "n_bins", "n_frames")},
+        "frechet_distance": {name: round(float(value), 2) for name, value in distances.items()},
+        "frechet_times_floor": {name: ratio(value, floor) for name, value in distances.items()},
+        "recognised_as_requested": round(float(np.mean(heard == asked_index)), 3),
+        "per_class_recognised": {name: round(float(np.mean(heard[asked_index == c] == c)), 3)
+                                 for c, name in enumerate(classes)},
+        "frequency_ripple": {kind: {str(period): round(float(value), 2) for period, value in figures.items()}
+                             for kind, figures in ripple.items()},
+        "ripple_times_real": {kind: {str(p): ratio(ripple[kind][p], ripple["real"][p]) for p in ripple["real"]}
+                              for kind in ("vae_decoded", "new_sounds_reanalysed")},
+        "saturated_share": {"real": round(saturated_share(spectrograms), 4),
+                            "vae_decoded": round(saturated_share(decoded), 4),
+                            "new_sounds_reanalysed": round(saturated_share(regenerated), 4)},
+        "time_to_minus_60_db": tails,
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", required=True, help="a folder real_kit.py laid out (train/, held_out/, ...)")
+    parser.add_argument("--models", default="", help="comma-separated model folders (default: WORKDIR/model)")
+    parser.add_argument("--tag", default="", help="a name for the results file: realism_<tag>.json")
+    args = parser.parse_args(argv)
+    workdir = Path(args.workdir)
+    models = [Path(path) for path in args.models.split(",") if path] or [workdir / "model"]
+    real = real_sets(workdir, LISTENER_RATE)
+    classes = sorted(set(real["train"][0]))
+    views = {name: np.stack([listener_view(signal, LISTENER_RATE) for signal in real[name][1]]) for name in real}
+    listener = Listener()
+    listener.fit(views["train"], np.array([classes.index(c) for c in real["train"][0]]), epochs=20, seed=0)
+    held_index = np.array([classes.index(c) for c in real["held_out"][0]])
+    results = {"cpu": cpu_label(), "workdir": str(workdir), "classes": classes,
+               "train_clips": len(views["train"]), "held_out_clips": len(views["held_out"]),
+               "listener_held_out_accuracy": round(float(np.mean(listener.predict(views["held_out"]) == held_index)), 3),
+               "models": []}
+    embed_real = {name: listener.embed(views[name]) for name in views}
+    for model_dir in models:
+        rate = json.loads((Path(model_dir) / "params.json").read_text())["sample_rate"]
+        real_at_rate = real_sets(workdir, rate)  # the held-out clips at the model's rate, for their tails
+        results["models"].append(judge_model(model_dir, workdir, listener, embed_real, real_at_rate, classes))
+    print(json.dumps(results, indent=2))
+    out = ROOT / "benchmarks" / "results" / f"realism{'_' + args.tag if args.tag else ''}.json"
+    out.write_text(json.dumps(results, indent=2) + "\n")
+    return results
+
+
+def cpu_label():
+    """The CPU's model name (lscpu), for the figures."""
+    import platform
+    import subprocess
+
+    try:
+        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
+            if line.startswith("Model name:"):
+                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+if __name__ == "__main__":
+    main()
