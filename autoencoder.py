@@ -36,6 +36,7 @@ if keras.backend.backend() != "tensorflow":  # Keras was imported before, with t
 
 LOG_VARIANCE_LIMIT = 20.0
 NORMALIZATIONS = ("batch", "group", "none")
+UPSAMPLINGS = ("transpose", "nearest", "bilinear")
 PACKAGE = "soundvae"
 
 
@@ -103,12 +104,19 @@ class VAE(keras.Model):
         sampled latent vector learns (0: no classifier).
     latent_classifier_weight : float
         Weight of that classifier's cross-entropy in the loss.
+    upsampling : {"transpose", "nearest", "bilinear"} or list of them
+        How the decoder enlarges its maps, for every layer or one entry per layer
+        (from the bottleneck out): "transpose", a strided transposed convolution
+        (the tutorial's; with a kernel the stride does not divide, it leaves a
+        checkerboard, a ripple every 2 bins); "nearest" or "bilinear", upsampling
+        by repeating or interpolating, then a convolution, which leaves none but
+        costs 4 times as much (nearest leaves steps of 2 frames).
     """
 
     def __init__(self, input_shape, conv_filters, conv_kernels, conv_strides, latent_space_dim,
                  reconstruction_loss_weight=1000.0, kl_weight=1.0, num_classes=0, seed=None,
                  decoder_filters=None, latent_classes=0, latent_classifier_weight=0.0, normalization="batch",
-                 **kwargs):
+                 upsampling="transpose", **kwargs):
         super().__init__(**kwargs)
         if not (len(conv_filters) == len(conv_kernels) == len(conv_strides)) or not conv_filters:
             raise ValueError("conv_filters, conv_kernels and conv_strides must be non-empty and of equal "
@@ -137,6 +145,12 @@ class VAE(keras.Model):
         if normalization not in NORMALIZATIONS:
             raise ValueError(f"normalization must be one of {', '.join(NORMALIZATIONS)}, got {normalization!r}")
         self.normalization = normalization
+        modes = [upsampling] * len(self.conv_filters) if isinstance(upsampling, str) else list(upsampling)
+        if len(modes) != len(self.conv_filters) or any(mode not in UPSAMPLINGS for mode in modes):
+            raise ValueError(f"upsampling must be one of {', '.join(UPSAMPLINGS)}, or a list of them with one per "
+                             f"layer ({len(self.conv_filters)}), got {upsampling!r}")
+        self.upsampling = upsampling if isinstance(upsampling, str) else modes
+        self.upsampling_modes = modes
         self.seed = seed
 
         self.encoder = self._build_encoder()
@@ -235,8 +249,8 @@ class VAE(keras.Model):
         layer_specs = list(zip([*self.decoder_filters, 1], self.conv_kernels[::-1], self.conv_strides[::-1]))
         for index, (filters, kernel, stride) in enumerate(layer_specs):
             last = index == len(layer_specs) - 1
-            x = layers.Conv2DTranspose(filters, kernel, strides=stride, padding="same",
-                                       name="decoder_output" if last else f"decoder_conv_transpose_{index + 1}")(x)
+            x = self._upsample(x, filters, kernel, stride, self.upsampling_modes[index],
+                               "decoder_output" if last else f"decoder_conv_transpose_{index + 1}")
             if last:
                 x = layers.Activation("sigmoid", dtype="float32")(x)
             else:
@@ -245,6 +259,15 @@ class VAE(keras.Model):
         bins, frames, _ = self.input_shape_
         x = layers.Cropping2D(((0, padded_bins - bins), (0, padded_frames - frames)))(x)
         return keras.Model(inputs if self.num_classes else latent, x, name="decoder")
+
+    @staticmethod
+    def _upsample(x, filters, kernel, stride, mode, name):
+        """One decoder layer that enlarges the map by ``stride`` (see ``upsampling``)."""
+        if mode == "transpose":
+            return layers.Conv2DTranspose(filters, kernel, strides=stride, padding="same", name=name)(x)
+        if tuple(stride) != (1, 1):
+            x = layers.UpSampling2D(size=tuple(stride), interpolation=mode)(x)
+        return layers.Conv2D(filters, kernel, padding="same", name=name)(x)
 
     # --- training -----------------------------------------------------------------
 
@@ -441,6 +464,7 @@ class VAE(keras.Model):
             "latent_classes": self.latent_classes,
             "latent_classifier_weight": self.latent_classifier_weight,
             "normalization": self.normalization,
+            "upsampling": self.upsampling,
             "seed": self.seed,
         }
 

@@ -6,11 +6,20 @@
 Serves one page on 127.0.0.1 (this computer only). Every change on the page asks
 for a sound: the model decodes a latent vector (a fresh draw from the prior, a
 variation of the current sound, or a point of a morph between two kept ones),
-moved by the knobs (brightness, length, attack, pitch) and along the two main directions of
-the latent space; the phase is reconstructed (quickly: PREVIEW_ITERATIONS) and the WAV comes back with
-its spectrogram. "Keep" writes the current sound, made again at full quality, as
-a 24-bit WAV into KEEP_DIR;
-"Export pack" turns the kept sounds into a sample pack there. Ctrl-C stops it.
+moved by the knobs (brightness, length, attack, pitch) and along the two main
+directions of the latent space; the phase is reconstructed (quickly:
+PREVIEW_ITERATIONS) and the WAV comes back with its spectrogram. "Keep" writes
+the current sound, made again at full quality, as a 24-bit WAV into KEEP_DIR
+(whole under a temporary name, then renamed); "Export pack" turns the kept
+sounds into a sample pack there. Ctrl-C stops it.
+
+The address it prints holds a token made afresh for each run,
+http://127.0.0.1:PORT/?token=...; the page reads it from its own address and
+sends it with every request (header X-Explorer-Token), so no other web page open
+in the browser can drive the explorer. The server also refuses a foreign Host or
+Origin, API bodies that are not application/json, a request that does not arrive
+whole within REQUEST_SECONDS, and more than MAX_CONNECTIONS connections at once
+(soundkit/http_guard.py says why each).
 
 The standard library's HTTP server is enough here: one user, on loopback, a few
 requests a second (see the README for why no web framework).
@@ -23,7 +32,6 @@ import json
 import threading
 from collections import OrderedDict
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Final
 
@@ -34,9 +42,10 @@ import soundfile as sf
 
 from soundkit.configurator import configure, run_script
 from soundkit.errors import PipelineError
-from soundkit.fileio import safe_name
+from soundkit.fileio import atomic_write_all, json_writer, safe_name
 from soundkit.fitted import fit_knobs_if_missing, fit_latent_prior_if_missing
 from soundkit.folders import load_model_folder, load_spectrograms
+from soundkit.http_guard import GuardedHandler, GuardedServer, Refusal, shown
 from soundkit.latent_space import interpolate_latents, latent_pca
 from soundkit.phase import DEFAULT_N_ITER
 from soundkit.sample_pack import write_sample_pack
@@ -55,12 +64,15 @@ PEAK_DBFS = -1.0
 SEED = 0
 # limits
 MAX_BODY_BYTES = 4096                   # a request is a few settings: anything larger is refused
-REQUEST_SECONDS = 20.0                  # a connection that sends nothing for this long is closed
+REQUEST_SECONDS = 20.0                  # a request must arrive whole (line, headers, body) within this time
+MAX_CONNECTIONS = 16                    # connections open at once; one more is answered 503 at once
 REMEMBERED_SOUNDS = 200                 # recent sounds the page can keep or vary
 
 HOST: Final = "127.0.0.1"
 DIRECTIONS: Final = ("direction_1", "direction_2")  # the two main (PCA) directions of the training clips
 LIMIT: Final = 3.0                      # knobs and directions, in standard deviations
+SOUND_FIELDS: Final = ("mode", "class", "seed", "temperature", "knobs", "directions", "spread", "of", "a", "b", "t")
+KEEP_FIELDS: Final = ("id", "name")
 
 
 class RequestError(ValueError):
@@ -104,33 +116,33 @@ class SoundExplorer:
     def _number(self, request, name, low, high, default):
         value = request.get(name, default)
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
-            raise RequestError(f"{name} must be a number from {low} to {high}, got {value!r}")
+            raise RequestError(f"{name} must be a number from {low} to {high}, got {shown(value)}")
         return float(value)
 
     def _settings(self, request, group, names):
         settings = request.get(group, {})
         if not isinstance(settings, dict) or set(settings) - set(names):
-            raise RequestError(f"{group} must be an object with some of {list(names)}, got {settings!r}")
+            raise RequestError(f"{group} must be an object with some of {list(names)}, got {shown(settings)}")
         return {name: self._number(settings, name, -LIMIT, LIMIT, 0.0) for name in names}
 
     def _remembered(self, request, name):
-        sound = self.sounds.get(request.get(name))
+        sound_id = request.get(name)
+        sound = self.sounds.get(sound_id) if isinstance(sound_id, str) else None
         if sound is None:
-            raise RequestError(f"{name}: no recent sound {request.get(name)!r} (make one first)")
+            raise RequestError(f"{name}: no recent sound {shown(sound_id)} (make one first)")
         return sound
 
     def make(self, request):
         """Decode the sound a request describes; returns its id, WAV (base64), spectrogram (PNG, base64)."""
-        if not isinstance(request, dict):
-            raise RequestError("the request must be a JSON object")
+        object_with(request, SOUND_FIELDS)
         mode = request.get("mode", "new")
         if mode not in ("new", "variation", "morph"):
-            raise RequestError(f"mode must be new, variation or morph, got {mode!r}")
+            raise RequestError(f"mode must be new, variation or morph, got {shown(mode)}")
         knobs = self._settings(request, "knobs", OFFERED_KNOBS)
         directions = self._settings(request, "directions", DIRECTIONS)
         name = request.get("class", "")
-        if name and name not in self.classes:
-            raise RequestError(f"unknown class {name!r}; this model knows: {', '.join(self.classes) or 'none'}")
+        if not isinstance(name, str) or name and name not in self.classes:
+            raise RequestError(f"unknown class {shown(name)}; this model knows: {', '.join(self.classes) or 'none'}")
         with self.lock:  # one decoding at a time: TensorFlow already spreads one over both cores
             latent, label, name = self._latent(request, mode, name)
             moved = latent + self.knobs.shift(knobs) + np.array([directions[d] for d in DIRECTIONS]) @ \
@@ -181,34 +193,71 @@ class SoundExplorer:
 
     def keep(self, request):
         """Write a remembered sound into KEEP_DIR under a sanitised name, its phase reconstructed at full
-        quality (GRIFFIN_LIM_ITERATIONS); returns the file's name."""
-        sound = self._remembered(request if isinstance(request, dict) else {}, "id")
+        quality (GRIFFIN_LIM_ITERATIONS); returns the file's name.
+
+        The WAV and its class (a .json beside it) are each written whole under a
+        temporary name in KEEP_DIR, then renamed: a crash or a full disk never
+        leaves half a file, and "Export pack" never reads one.
+        """
+        name = object_with(request, KEEP_FIELDS).get("name")
+        if name is not None and not isinstance(name, str):
+            raise RequestError(f"name must be text, got {shown(name)}")
+        sound = self._remembered(request, "id")
         folder = Path(self.config.KEEP_DIR)
-        folder.mkdir(parents=True, exist_ok=True)
-        stem = safe_name(str(request.get("name") or f"{sound['class'] or 'sound'}_{request['id']}"))
+        # Text that UTF-8 cannot hold (a lone surrogate, "\ud800", is valid JSON) made safe_name fail.
+        name = (name or "").encode("utf-8", "replace").decode("utf-8")
+        stem = safe_name(name or f"{sound['class'] or 'sound'}_{request['id']}")
         path = folder / f"{stem}.wav"
         wav = self._wav(sound["spectrogram"], self.generator)
         with self.lock:
             number = 2
             while path.exists():
                 path, number = folder / f"{stem}_{number}.wav", number + 1
-            path.write_bytes(wav)
-            (folder / f"{path.stem}.json").write_text(json.dumps({"class": sound["class"]}))
+            # The class first: a kept WAV always has its class beside it.
+            atomic_write_all({path.with_suffix(".json"): json_writer({"class": sound["class"]}),
+                              path: lambda tmp_name: Path(tmp_name).write_bytes(wav)})
         return {"kept": path.name, "folder": str(folder)}
 
-    def export(self):
-        """A sample pack of every kept sound, in KEEP_DIR/pack."""
+    def export(self, request):
+        """A sample pack of every kept sound, in KEEP_DIR/pack. A sound whose class file is missing or
+        damaged goes in without its class; the reply says which and why (``unclassed``)."""
+        object_with(request, ())
         folder = Path(self.config.KEEP_DIR)
-        kept = sorted(folder.glob("*.wav")) if folder.is_dir() else []
-        if not kept:
-            raise RequestError("nothing kept yet: press Keep on a sound first")
-        sounds = []
-        for path in kept:
-            meta = path.with_suffix(".json")
-            sounds.append((path, json.loads(meta.read_text()).get("class", "") if meta.exists() else ""))
-        with self.lock:
-            pack = write_sample_pack(folder / "pack", sounds, "explored_kit")
-        return {"sfz": str(pack["sfz"]), "dspreset": str(pack["dspreset"]), "sounds": len(sounds)}
+        with self.lock:  # not while Keep writes
+            kept = sorted(path for path in folder.glob("*.wav") if not path.name.startswith(".")) \
+                if folder.is_dir() else []
+            if not kept:
+                raise RequestError("nothing kept yet: press Keep on a sound first")
+            classes = {path: kept_class(path.with_suffix(".json")) for path in kept}
+            pack = write_sample_pack(folder / "pack", [(path, label) for path, (label, _) in classes.items()],
+                                     "explored_kit")
+        unclassed = [{"file": path.name, "reason": reason} for path, (_, reason) in classes.items() if reason]
+        return {"sfz": str(pack["sfz"]), "dspreset": str(pack["dspreset"]), "sounds": len(kept),
+                "unclassed": unclassed}
+
+
+def object_with(request, fields):
+    """``request`` if it is a JSON object with some of ``fields``; ``RequestError`` naming what is wrong."""
+    if not isinstance(request, dict):
+        raise RequestError("the request must be a JSON object")
+    unknown = sorted(set(request) - set(fields))
+    if unknown:
+        raise RequestError(f"unknown field {shown(unknown[0])}; this request takes "
+                           f"{', '.join(fields) if fields else 'none'}")
+    return request
+
+
+def kept_class(meta):
+    """(class, "") of a kept sound from the .json beside it; ("", the reason) when it is missing or damaged."""
+    if not meta.exists():
+        return "", f"no {meta.name}"
+    try:
+        label = json.loads(meta.read_text(encoding="utf-8"))["class"]
+    except (OSError, ValueError, TypeError, KeyError, RecursionError) as error:
+        return "", f"{meta.name} is damaged ({type(error).__name__}: {str(error)[:80]})"
+    if not isinstance(label, str):
+        return "", f"{meta.name} is damaged (class {shown(label)} is not text)"
+    return label, ""
 
 
 MAGMA: Final = (matplotlib.colormaps["magma"](np.linspace(0, 1, 256))[:, :3] * 255).astype(np.uint8)
@@ -230,62 +279,40 @@ def picture(spectrogram, rows=128):
 
 
 def handler_for(explorer, page):
-    """The request handler class, bound to one ``SoundExplorer`` and the page's HTML."""
+    """The request handler class, bound to one ``SoundExplorer`` and the page's HTML. The server's guards
+    (``GuardedHandler``) have checked Host, Origin, token and Content-Type before ``do_GET``/``do_POST``."""
+    actions = {"/api/sound": explorer.make, "/api/keep": explorer.keep, "/api/export": explorer.export}
 
-    class ExplorerHandler(BaseHTTPRequestHandler):
-        timeout = explorer.config.REQUEST_SECONDS  # per read: a silent client is dropped
-        server_version = "explore.py"
-
-        def log_message(self, format, *args):  # quiet: the page shows what happens
-            pass
-
-        def _send(self, status, body, content_type="application/json"):
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(data)))
-            self.send_header("Cache-Control", "no-store")
-            self.end_headers()
-            self.wfile.write(data)
-
+    class ExplorerHandler(GuardedHandler):
         def do_GET(self):
-            if self.path == "/":
-                self._send(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
-            elif self.path == "/api/model":
-                self._send(HTTPStatus.OK, explorer.info())
+            if self.url_path == "/":
+                self.reply(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+            elif self.url_path == "/api/model":
+                self.reply(HTTPStatus.OK, explorer.info())
             else:
-                self._send(HTTPStatus.NOT_FOUND, {"error": f"no page at {self.path}"})
+                self.reply(HTTPStatus.NOT_FOUND, {"error": f"no page at {self.url_path[:100]}"})
 
         def do_POST(self):
-            actions = {"/api/sound": explorer.make, "/api/keep": explorer.keep,
-                       "/api/export": lambda request: explorer.export()}
-            if self.path not in actions:
-                return self._send(HTTPStatus.NOT_FOUND, {"error": f"no action at {self.path}"})
+            if self.url_path not in actions:
+                return self.reply(HTTPStatus.NOT_FOUND, {"error": f"no action at {self.url_path[:100]}"})
             try:
-                length = int(self.headers.get("Content-Length", "0"))
-            except ValueError:
-                return self._send(HTTPStatus.BAD_REQUEST, {"error": "Content-Length must be a number"})
-            if not 0 <= length <= explorer.config.MAX_BODY_BYTES:
-                return self._send(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                                  {"error": f"a request holds at most {explorer.config.MAX_BODY_BYTES} bytes"})
-            try:
-                request = json.loads(self.rfile.read(length) or b"{}")
-            except (ValueError, UnicodeDecodeError) as error:
-                return self._send(HTTPStatus.BAD_REQUEST, {"error": f"the body is not JSON ({error})"})
-            try:
-                self._send(HTTPStatus.OK, actions[self.path](request))
+                request = self.read_json(explorer.config.MAX_BODY_BYTES)
+                answer = actions[self.url_path](request)
+            except Refusal as refusal:
+                return self.reply(refusal.status, {"error": refusal.message})
             except RequestError as error:
-                self._send(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+                return self.reply(HTTPStatus.BAD_REQUEST, {"error": str(error)})
+            self.reply(HTTPStatus.OK, answer)
 
     return ExplorerHandler
 
 
 def serve(config):
-    """The running server (not yet serving): bound to 127.0.0.1 and PORT (0: a free one)."""
+    """The running server (not yet serving): bound to 127.0.0.1 and PORT (0: a free one), with a new
+    token (``server.token``) that every API call must carry."""
     explorer = SoundExplorer(config)
-    server = ThreadingHTTPServer((HOST, config.PORT), handler_for(explorer, page_html()))
-    server.daemon_threads = True
-    return server
+    return GuardedServer((HOST, config.PORT), handler_for(explorer, page_html()), config.REQUEST_SECONDS,
+                         config.MAX_CONNECTIONS)
 
 
 def page_html():
@@ -298,9 +325,10 @@ def validate(config):
         raise PipelineError(f"PORT must be 0 (any free port) or 1024 to 65535, got {config.PORT}")
     if not (1 <= config.PREVIEW_ITERATIONS and 1 <= config.GRIFFIN_LIM_ITERATIONS):
         raise PipelineError("PREVIEW_ITERATIONS and GRIFFIN_LIM_ITERATIONS must be at least 1")
-    if config.MAX_BODY_BYTES < 256 or config.REQUEST_SECONDS <= 0 or config.REMEMBERED_SOUNDS < 2:
-        raise PipelineError("MAX_BODY_BYTES must be at least 256, REQUEST_SECONDS positive and "
-                            "REMEMBERED_SOUNDS at least 2")
+    if (config.MAX_BODY_BYTES < 256 or config.REQUEST_SECONDS <= 0 or config.MAX_CONNECTIONS < 1
+            or config.REMEMBERED_SOUNDS < 2):
+        raise PipelineError("MAX_BODY_BYTES must be at least 256, REQUEST_SECONDS positive, MAX_CONNECTIONS "
+                            "and REMEMBERED_SOUNDS at least 1 and 2")
 
 
 def main(argv=None):
@@ -308,8 +336,9 @@ def main(argv=None):
     validate(config)
     server = serve(config)
     host, port = server.server_address[:2]
-    print(f"exploring {config.MODEL_DIR}: open http://{host}:{port}/ (Ctrl-C stops); kept sounds go to "
-          f"{config.KEEP_DIR}/")
+    # The token is this run's key: only a page opened at this address can use the explorer.
+    print(f"exploring {config.MODEL_DIR}: open http://{host}:{port}/?token={server.token} (Ctrl-C stops); "
+          f"kept sounds go to {config.KEEP_DIR}/", flush=True)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

@@ -23,7 +23,7 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 
-from soundgenerator import WAV_SUBTYPES, SoundGenerator, write_wavs
+from soundgenerator import DEFAULT_FLOOR_GATE_DB, WAV_SUBTYPES, SoundGenerator, write_wavs
 from soundkit import listening_page
 from soundkit.configurator import configure, run_script
 from soundkit.errors import PipelineError
@@ -50,6 +50,7 @@ SEED = 0
 PHASE_METHOD = DEFAULT_PHASE_METHOD     # "griffinlim" or "zero_phase" (the tutorial's, for comparison)
 GRIFFIN_LIM_ITERATIONS = DEFAULT_N_ITER
 GRIFFIN_LIM_MOMENTUM = DEFAULT_MOMENTUM
+FLOOR_GATE_DB = DEFAULT_FLOOR_GATE_DB   # each sound's floor is silenced, ramped in over this many dB; 0 = off
 # the WAV files: ready for a sampler
 PEAK_DBFS = -1.0                        # every sound is normalised to this peak (dBFS)
 NORMALIZE = True                        # False: only sounds louder than PEAK_DBFS are turned down
@@ -232,6 +233,8 @@ def validate(config):
             raise PipelineError(f"{name}: no audio file at {getattr(config, name)}")
     if config.NUM_SIMILAR < 1:
         raise PipelineError(f"NUM_SIMILAR must be at least 1, got {config.NUM_SIMILAR}")
+    if not 0 <= config.FLOOR_GATE_DB <= 40:
+        raise PipelineError(f"FLOOR_GATE_DB must be from 0 (off) to 40 dB, got {config.FLOOR_GATE_DB}")
     if config.BIT_DEPTH not in WAV_SUBTYPES:
         raise PipelineError(f"BIT_DEPTH must be 16, 24 or 32 (float), got {config.BIT_DEPTH}")
     if not (config.PEAK_DBFS <= 0 and config.TRIM_DB < 0 and config.END_FADE >= 0):
@@ -248,7 +251,8 @@ def main(argv=None):
     model = load_model_folder(config.MODEL_DIR)
     sound_generator = SoundGenerator.from_params(model.params, phase_method=config.PHASE_METHOD,
                                                  n_iter=config.GRIFFIN_LIM_ITERATIONS,
-                                                 momentum=config.GRIFFIN_LIM_MOMENTUM)
+                                                 momentum=config.GRIFFIN_LIM_MOMENTUM,
+                                                 floor_gate_db=config.FLOOR_GATE_DB)
     written = {"generated": [], "variations": [], "original": [], "reconstructed": [], "morph": []}
     labels = {kind: [] for kind in written}
     # The ends of a morph first: a typo is reported before minutes of work.

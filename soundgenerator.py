@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from soundkit.fileio import safe_name
+from soundkit.fileio import atomic_write, safe_name
 from soundkit.phase import (DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_INIT, DEFAULT_PHASE_METHOD, DEFAULT_SEED,
                    check_phase_settings, griffin_lim, is_integer)
 from soundkit.spectrogram import MinMaxNormaliser, fade_out_curve
@@ -95,21 +95,31 @@ def write_wavs(signals, names, folder, sample_rate, config):
     """Write signals as WAVs ready for a sampler (see ``soundgenerator.finish_for_sampler``).
 
     ``config`` holds PEAK_DBFS, NORMALIZE, BIT_DEPTH, TRIM_DB and END_FADE. Names are
-    sanitised and made unique; nothing is written outside ``folder``.
+    sanitised and made unique, also where case is ignored (macOS, Windows); nothing is
+    written outside ``folder``. Each file is written whole under a temporary name and
+    then moved into place, so a crash never leaves a half-written WAV under its name.
     """
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    paths = []
+    paths, taken = [], set()
     for signal, name in zip(signals, names):
         stem = safe_name(name)
-        while folder / (stem + ".wav") in paths:  # two ids that sanitise to one name
+        while stem.casefold() in taken:  # two ids that sanitise to one name, or differ only in case
             stem += "_"
+        taken.add(stem.casefold())
         finished = finish_for_sampler(signal, sample_rate, config.PEAK_DBFS, config.NORMALIZE,
                                       config.TRIM_DB, config.END_FADE)
-        path = folder / (stem + ".wav")
-        sf.write(path, finished, sample_rate, subtype=WAV_SUBTYPES[config.BIT_DEPTH])
-        paths.append(path)
+        paths.append(atomic_write(folder / (stem + ".wav"), _wav_writer(finished, sample_rate, config.BIT_DEPTH)))
     return paths
+
+
+def _wav_writer(signal, sample_rate, bit_depth):
+    def write(tmp_name):
+        sf.write(tmp_name, signal, sample_rate, subtype=WAV_SUBTYPES[bit_depth], format="WAV")
+    return write
+
+
+DEFAULT_FLOOR_GATE_DB = 3.0   # measured: benchmarks/README.md, "Realism on the real kit"
 
 
 class SoundGenerator:
@@ -135,6 +145,9 @@ class SoundGenerator:
         Starting phase of Griffin-Lim.
     seed : int
         Seed of the random phases (>= 0); the output is deterministic.
+    floor_gate_db : float
+        Bins at the clip's floor are silenced, with a ramp to full level over
+        this many dB above it (see ``floor_gate``); 0 turns the gate off.
 
     Examples
     --------
@@ -144,7 +157,7 @@ class SoundGenerator:
 
     def __init__(self, sample_rate, frame_size, hop_length, phase_method=DEFAULT_PHASE_METHOD,
                  n_iter=DEFAULT_N_ITER, momentum=DEFAULT_MOMENTUM,
-                 phase_init=DEFAULT_PHASE_INIT, seed=DEFAULT_SEED):
+                 phase_init=DEFAULT_PHASE_INIT, seed=DEFAULT_SEED, floor_gate_db=DEFAULT_FLOOR_GATE_DB):
         if not is_integer(sample_rate) or sample_rate <= 0:
             raise ValueError(f"sample_rate must be a positive integer, got {sample_rate!r}")
         if not is_integer(frame_size) or frame_size < 2:
@@ -154,6 +167,8 @@ class SoundGenerator:
                 f"hop_length must be an integer between 1 and frame_size={frame_size}, "
                 f"got {hop_length!r}")
         check_phase_settings(phase_method, n_iter, momentum, phase_init, seed)
+        if not isinstance(floor_gate_db, (int, float)) or not 0 <= floor_gate_db <= 40:
+            raise ValueError(f"floor_gate_db must be from 0 to 40 dB, got {floor_gate_db!r}")
         self.sample_rate = int(sample_rate)
         self.frame_size = int(frame_size)
         self.hop_length = int(hop_length)
@@ -162,6 +177,7 @@ class SoundGenerator:
         self.momentum = float(momentum)
         self.phase_init = phase_init
         self.seed = int(seed)
+        self.floor_gate_db = float(floor_gate_db)
 
     @classmethod
     def from_params(cls, params, **phase_settings):
@@ -277,4 +293,18 @@ class SoundGenerator:
             float32 audio (batch, (T - 1) * hop_length).
         """
         spectrogram_db = self.denormalise(full_range(normalised), min_values, max_values)
-        return self.magnitude_to_audio(self.db_to_magnitude(spectrogram_db))
+        magnitudes = self.db_to_magnitude(spectrogram_db)
+        if self.floor_gate_db > 0:
+            magnitudes[:, :-1] *= self.floor_gate(spectrogram_db)
+        return self.magnitude_to_audio(magnitudes)
+
+    def floor_gate(self, spectrogram_db):
+        """Weights in [0, 1] that silence each clip's floor: 0 at the floor, 1 from ``floor_gate_db`` above it.
+
+        Preprocessing clamps every bin at TOP_DB below the clip's peak, so a silent
+        bin comes back at that floor, not at zero. A clip has hundreds of bins: at
+        -80 dB each, together they make a hiss about -53 dB below the peak that
+        lasts to the end of the clip, and a tail that never reaches -60 dB.
+        """
+        floor = spectrogram_db.min(axis=(1, 2), keepdims=True)
+        return np.clip((spectrogram_db - floor) / np.float32(self.floor_gate_db), 0.0, 1.0)

@@ -20,8 +20,9 @@ from types import SimpleNamespace
 from soundkit.configurator import configure, require, run_script
 from soundkit.errors import PipelineError
 from soundkit.fitted import fit_and_save_latent_prior, sort_into_groups
-from soundkit.folders import (HISTORY_FILE, MODEL_FILE, SPECTROGRAMS_FILE, load_spectrograms, with_model_groups,
-                              write_model_info)
+from soundkit.fileio import atomic_write_all
+from soundkit.folders import (HISTORY_FILE, MODEL_FILE, SPECTROGRAMS_FILE, load_spectrograms, model_info_writers,
+                              with_model_groups, write_model_info)
 from soundkit.training import (SpectrogramReader, TrainingCheckpoint, build_vae, choose_classes, choose_strategy,
                                is_chief, make_dataset, schedule_callbacks, split_clips)
 
@@ -33,6 +34,7 @@ MODEL_DIR = "models/vae"
 # model
 CONV_FILTERS = [8, 16, 32, 64, 128]     # encoder, from the input down (measured: README, "Defaults")
 DECODER_FILTERS = []                    # decoder, before its 1-channel output; [] = mirror the encoder
+DECODER_UPSAMPLING = "bilinear"         # "bilinear"/"nearest" (upsample, then convolve); "transpose" (the tutorial's: stripes)
 CONV_KERNELS = [3, 3, 3, 3, 3]
 CONV_STRIDES = [2, 2, 2, 2, 2]          # an int or [frequency, time] per layer
 LATENT_SPACE_DIM = 32
@@ -109,8 +111,8 @@ def build_or_resume(config, data, strategy, checkpoint):
             print(f"resuming the interrupted run in {config.MODEL_DIR} after epoch {state['epoch']}")
             return VAE.load(model_path, compile=True), state["epoch"]
         if (Path(config.MODEL_DIR) / MODEL_FILE).exists():
-            print(f"{config.MODEL_DIR} already holds a model from other settings: it is replaced when the "
-                  f"first epoch of this run ends (use --model_dir=... to keep it)")
+            print(f"{config.MODEL_DIR} already holds a model from other settings: it is replaced, with its "
+                  f"parameters, when the first epoch of this run ends (use --model_dir=... to keep it)")
         return build_vae(config, input_shape, num_classes, latent_classes), 0
 
 
@@ -188,10 +190,14 @@ def main(argv=None):
     vae, initial_epoch = build_or_resume(config, data, strategy, checkpoint)
     if config.VERBOSE:
         vae.summary_all()
-    # Write what generate.py needs before training, so even an interrupted run is usable.
-    if chief:
-        write_model_info(config.MODEL_DIR, vars(config), data.params, data.class_names, data.clips, data.train,
-                         data.validation)
+    # What generate.py needs beside the model: written now, so even an interrupted run is usable, or, over
+    # another run's model, together with this run's first model, so the folder never mixes the two runs.
+    info = model_info_writers(config.MODEL_DIR, vars(config), data.params, data.class_names, data.clips, data.train,
+                              data.validation)
+    if chief and initial_epoch == 0 and (Path(config.MODEL_DIR) / MODEL_FILE).exists():
+        checkpoint.replace_with_first_model(info)
+    elif chief:
+        atomic_write_all(info)
     seconds = fit(config, vae, data, checkpoint, initial_epoch, replicas, chief)
     if chief and not config.CONDITIONAL and (Path(config.MODEL_DIR) / MODEL_FILE).exists() and len(data.train):
         fit_to_best_model(config, data)

@@ -3,7 +3,9 @@
     python benchmarks/explore_load.py --model_dir=W/model --spectrograms_dir=W/spectrograms
 
 Starts ``explore.py`` as its own process, as a user would, on a free port of
-127.0.0.1, and waits until it answers (at most STARTUP_SECONDS). First 30
+127.0.0.1, reads the address it prints (with the run's token, which every
+request then carries as the page does) and waits until it answers (at most
+STARTUP_SECONDS). First 30
 requests one after another (the time from request to sound as one user feels
 it), then 4 clients send 50 requests each with random classes, knobs and
 directions. Every request is bounded (60 s timeout); an error is counted, never
@@ -12,6 +14,7 @@ percentiles in ms) and writes benchmarks/results/explore_load.json.
 """
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -35,11 +38,16 @@ STARTUP_SECONDS = 300          # loading the model (and fitting its knobs the fi
 STOP_SECONDS = 30              # after Ctrl-C, before the explorer is killed
 
 
-def timed_request(base, body):
+def api_headers(token, json_body=False):
+    """The headers the explorer's page sends: the run's token, and for a POST its JSON type."""
+    return {"X-Explorer-Token": token, **({"Content-Type": "application/json"} if json_body else {})}
+
+
+def timed_request(base, token, body):
     """(milliseconds, HTTP status) of one POST /api/sound."""
     started = time.perf_counter()
     call = urllib.request.Request(base + "/api/sound", data=json.dumps(body).encode(),
-                                  headers={"Content-Type": "application/json"})
+                                  headers=api_headers(token, json_body=True))
     try:
         with urllib.request.urlopen(call, timeout=60) as response:
             response.read()
@@ -64,24 +72,38 @@ def free_port():
 
 
 def start_explorer(model_dir, spectrograms_dir, keep_dir):
-    """Start explore.py; return (the process, its address, its answer to GET /api/model) once it answers."""
+    """Start explore.py; return (the process, its address, its token, its answer to GET /api/model) once
+    it answers. What it prints goes on to this script's stderr (its stdout is the JSON)."""
     from soundkit.configurator import PROJECT_DIR
 
-    port = free_port()
     process = subprocess.Popen(
         [sys.executable, str(PROJECT_DIR / "explore.py"), f"--model_dir={Path(model_dir).resolve()}",
-         f"--spectrograms_dir={Path(spectrograms_dir).resolve()}", f"--keep_dir={keep_dir}", f"--port={port}"],
-        cwd=PROJECT_DIR, stdout=sys.stderr)  # this script's stdout is its JSON
-    base = f"http://127.0.0.1:{port}"
+         f"--spectrograms_dir={Path(spectrograms_dir).resolve()}", f"--keep_dir={keep_dir}", f"--port={free_port()}"],
+        cwd=PROJECT_DIR, stdout=subprocess.PIPE, text=True)
+    printed = {}
+    address_seen = threading.Event()
+
+    def relay():  # reads every line, so the explorer never blocks on a full pipe
+        for line in process.stdout:
+            sys.stderr.write(line)
+            found = re.search(r"(http://127\.0\.0\.1:\d+)/\?token=([\w-]+)", line)
+            if found and not address_seen.is_set():
+                printed["base"], printed["token"] = found.groups()
+                address_seen.set()
+
+    threading.Thread(target=relay, daemon=True).start()
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline and process.poll() is None:
+        if not address_seen.wait(0.5):
+            continue
         try:
-            with urllib.request.urlopen(base + "/api/model", timeout=5) as response:
-                return process, base, json.loads(response.read())
+            call = urllib.request.Request(printed["base"] + "/api/model", headers=api_headers(printed["token"]))
+            with urllib.request.urlopen(call, timeout=5) as response:
+                return process, printed["base"], printed["token"], json.loads(response.read())
         except OSError:  # not listening yet
             time.sleep(0.5)
     stop_explorer(process)
-    raise SystemExit(f"explore.py did not answer on {base} within {STARTUP_SECONDS} s "
+    raise SystemExit(f"explore.py did not print its address and answer within {STARTUP_SECONDS} s "
                      f"(exit status {process.returncode})")
 
 
@@ -96,7 +118,7 @@ def stop_explorer(process):
         process.wait()
 
 
-def load(base, info):
+def load(base, token, info):
     """(sequential, parallel, seconds of the parallel part): (ms, status) of each request."""
     rng = np.random.default_rng(0)
 
@@ -105,14 +127,14 @@ def load(base, info):
                 "knobs": {name: round(float(rng.uniform(-1.5, 1.5)), 2) for name in info["knobs"]},
                 "directions": {name: round(float(rng.uniform(-1.5, 1.5)), 2) for name in info["directions"]}}
 
-    timed_request(base, random_body())  # warm up
-    sequential = [timed_request(base, random_body()) for _ in range(SEQUENTIAL)]
+    timed_request(base, token, random_body())  # warm up
+    sequential = [timed_request(base, token, random_body()) for _ in range(SEQUENTIAL)]
     bodies = [[random_body() for _ in range(PER_CLIENT)] for _ in range(CLIENTS)]
     parallel = []
 
     def client(mine):
         for body in mine:
-            parallel.append(timed_request(base, body))
+            parallel.append(timed_request(base, token, body))
 
     started = time.perf_counter()
     threads = [threading.Thread(target=client, args=(mine,)) for mine in bodies]
@@ -127,10 +149,13 @@ def main(argv):
     from real_kit import cpu_name
 
     options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
+    if "--help" in argv or not {"model_dir", "spectrograms_dir"} <= set(options):
+        print(__doc__)
+        return None
     with tempfile.TemporaryDirectory() as keep_dir:
-        process, base, info = start_explorer(options["model_dir"], options["spectrograms_dir"], keep_dir)
+        process, base, token, info = start_explorer(options["model_dir"], options["spectrograms_dir"], keep_dir)
         try:
-            sequential, parallel, seconds = load(base, info)
+            sequential, parallel, seconds = load(base, token, info)
         finally:
             stop_explorer(process)
     results = {

@@ -13,10 +13,15 @@ model's geometry, so models of different geometry are judged alike. Then,
 against the held-out clips:
 
 - the Fréchet distance in the listener's embedding (as FAD does with VGGish)
-  of the training clips (the floor), the held-out clips through the phase
-  reconstruction only, through the VAE (encode, decode, phase), and the new
-  sounds ``generate.py`` writes when asked for every class in turn; each as a
-  multiple of the floor, from sets of the same size;
+  from all the training clips to: the real held-out clips (the floor), the same
+  clips through the phase reconstruction only, through the VAE (encode, decode,
+  phase), and the new sounds ``generate.py`` writes when asked for every class
+  in turn; each as a multiple of the floor. Every compared set has as many
+  clips of each class as the held-out set (new sounds: the mean over random
+  draws of that make-up): a Fréchet distance grows as sets shrink, and a set with
+  another mix of classes is far from the kit however real each sound is. None is
+  paired with the reference: a reconstruction compared with its own original
+  would look closer than another real clip does;
 - the frequency-axis ripple (periods of 2, 4 and 8 bins) and the share of
   saturated pixels (>= 0.9) of decoded and real spectrograms, at the model's geometry;
 - each class's median time from the attack to -60 dB, generated against real;
@@ -36,24 +41,33 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from soundgenerator import SoundGenerator  # noqa: E402
+from soundgenerator import DEFAULT_FLOOR_GATE_DB, SoundGenerator  # noqa: E402
 from soundkit.configurator import run_step  # noqa: E402
 from soundkit.folders import load_model_folder  # noqa: E402
-from soundkit.realism import (Listener, decay_seconds, frequency_ripple, matched_frechet_distance,  # noqa: E402
+from soundkit.realism import (Listener, decay_seconds, frechet_distance, frequency_ripple,  # noqa: E402
                               saturated_share)
-from soundkit.spectrogram import Loader, spectrogram_of_file  # noqa: E402
+from soundkit.spectrogram import Loader, onset_sample, spectrogram_of_file  # noqa: E402
 
-LISTENER_RATE, LISTENER_SECONDS = 22050, 2.0   # the listener's own analysis: log-mel, 64 bands, hop 256
+LISTENER_RATE, LISTENER_SECONDS = 22050, 1.5   # the listener's own analysis: log-mel, 64 bands, hop 256,
+                                                # from the attack, shorter than any clip a model of the kit makes
 LISTENER_MELS, LISTENER_HOP, LISTENER_FFT, LISTENER_TOP_DB = 64, 256, 1024, 80.0
+ONSET_DB, PRE_ROLL = -40.0, 0.005                  # the attack, as preprocess.py finds it
 SAMPLES_PER_CLASS = 25
 FRECHET_DRAWS = 20
 TAIL_DB = -60.0
 
 
 def listener_view(signal, rate):
-    """The listener's input: a log-mel spectrogram of the first LISTENER_SECONDS, in [0, 1] below the peak."""
+    """The listener's input: a log-mel spectrogram of LISTENER_SECONDS from the attack, in [0, 1] below the peak.
+
+    Every sound, real or made, is heard from its attack (as preprocess.py aligns clips) and for
+    the same time, so that neither a few ms of silence before a hit nor a tail past a model's clip
+    length tells the listener which is which.
+    """
     import librosa
 
+    signal = np.asarray(signal, dtype=np.float32)
+    signal = signal[onset_sample(signal, ONSET_DB, int(PRE_ROLL * rate)):]
     if rate != LISTENER_RATE:
         signal = librosa.resample(np.asarray(signal, dtype=np.float32), orig_sr=rate, target_sr=LISTENER_RATE)
     length = int(LISTENER_RATE * LISTENER_SECONDS)
@@ -80,56 +94,94 @@ def real_sets(workdir, rate):
     return sets
 
 
-def through_model(model, paths, vae):
+def through_model(model, paths, vae, gate_db):
     """Held-out files at the model's geometry, and as audio through the phase reconstruction only and the VAE."""
     analysed = [spectrogram_of_file(path, model.params) for path in paths]
     spectrograms = np.stack([spectrogram for spectrogram, _, _ in analysed])
     minima = np.array([low for _, low, _ in analysed])
     maxima = np.array([high for _, _, high in analysed])
-    generator = SoundGenerator.from_params(model.params)
+    generator = SoundGenerator.from_params(model.params, floor_gate_db=gate_db)
     phase_only = generator.convert_spectrograms_to_audio(spectrograms, minima, maxima)
     decoded = np.asarray(vae.reconstruct(spectrograms)[0])[..., 0] if vae is not None else None
     through_vae = generator.convert_spectrograms_to_audio(decoded, minima, maxima) if vae is not None else None
     return spectrograms, decoded, list(phase_only), None if through_vae is None else list(through_vae)
 
 
-def new_sounds(model, workdir, classes):
+def new_sounds(model, name, workdir, classes, gate_db):
     """(classes asked for, audio, files) of the new sounds generate.py writes for every class in turn."""
-    output = workdir / f"realism_{model.path.name}"
+    output = workdir / f"realism_{name}"
     run_step("generate.py", [f"--model_dir={model.path}", f"--spectrograms_dir={workdir / 'spectrograms'}",
                              f"--output_dir={output}", f"--num_generated={SAMPLES_PER_CLASS * len(classes)}",
-                             "--num_reconstructed=0", "--pack=false"], capture=True)
+                             "--num_reconstructed=0", "--pack=false", f"--floor_gate_db={gate_db}"], capture=True)
     paths = sorted((output / "generated").glob("*.wav"))
     loader = Loader(model.params["sample_rate"])
     return [path.stem.split("_")[1] for path in paths], [loader.load(path) for path in paths], paths
+
+
+def save_picture(model, title, classes, held_labels, spectrograms, decoded, asked, regenerated, path):
+    """Per class, side by side: a real held-out clip, the model's reconstruction of it and a new sound."""
+    import matplotlib
+
+    from soundkit.plots import FIGURE_STYLE, save_figure, spectrogram_grid
+
+    top_db = model.params["top_db"]
+    panels, titles = [], []
+    for name in classes:
+        real = held_labels.index(name)
+        new = asked.index(name)
+        for image, kind in ((spectrograms[real], "real"), (decoded[real], "reconstructed"), (regenerated[new], "new")):
+            panels.append((np.asarray(image) - 1.0) * top_db)  # dB below the clip's peak
+            titles.append(f"{name}: {kind}")
+    with matplotlib.rc_context(FIGURE_STYLE):
+        figure = spectrogram_grid(panels, titles, model.params, columns=3, vmin=-top_db, vmax=0.0,
+                                  colour_bar_label="dB below the peak",
+                                  suptitle=f"{title}: real, reconstructed and new, per class")
+    return save_figure(figure, path)
+
+
+def stratified_frechet(reference, embedded, labels, wanted, draws=FRECHET_DRAWS):
+    """(mean, std) of the Fréchet distance from ``reference`` to draws of ``embedded`` rows with ``wanted``
+    ({class: count}) rows of each class."""
+    rng = np.random.default_rng(0)
+    rows = {name: np.flatnonzero(np.asarray(labels) == name) for name in wanted}
+    distances = [frechet_distance(reference, embedded[np.concatenate([
+        rng.choice(rows[name], count, replace=False) for name, count in wanted.items()])]) for _ in range(draws)]
+    return float(np.mean(distances)), float(np.std(distances))
 
 
 def ratio(value, reference):
     return round(float(value / reference), 2) if reference else None
 
 
-def judge_model(model_dir, workdir, listener, embed_real, real, classes):
+def judge_model(model_dir, name, gate_db, workdir, listener, embed_real, real, classes):
     """Every figure of one model against the held-out clips."""
     model = load_model_folder(model_dir)
     rate = model.params["sample_rate"]
     held_labels, held_audio, held_paths = real["held_out"]
-    spectrograms, decoded, phase_only, through_vae = through_model(model, held_paths, model.vae)
-    asked, generated, generated_paths = new_sounds(model, workdir, classes)
-    reference = embed_real["held_out"]
-    size = len(reference)
+    spectrograms, decoded, phase_only, through_vae = through_model(model, held_paths, model.vae, gate_db)
+    asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db)
+    reference = embed_real["train"]
+    wanted = {name: held_labels.count(name) for name in classes}
 
-    def frechet(audio):
+    def frechet(audio, labels=None):
+        """Distance from the training clips: to the held-out clips through something, or (mean, std) over draws
+        of new sounds with as many of each class as the held-out set."""
         embedded = listener.embed(np.stack([listener_view(signal, rate) for signal in audio]))
-        return matched_frechet_distance(reference, embedded, size=size, draws=FRECHET_DRAWS, seed=0)["mean"]
+        if labels is None:  # the held-out clips themselves, through something
+            return float(frechet_distance(reference, embedded))
+        return stratified_frechet(reference, embedded, labels, wanted)
 
-    floor = matched_frechet_distance(reference, embed_real["train"], size=size, draws=FRECHET_DRAWS, seed=0)["mean"]
-    distances = {"training_clips_floor": floor, "phase_reconstruction_only": frechet(phase_only),
-                 "vae_reconstructions": frechet(through_vae), "new_sounds": frechet(generated)}
+    floor = frechet_distance(reference, embed_real["held_out"])
+    new_mean, new_std = frechet(generated, asked)
+    distances = {"held_out_clips_floor": floor, "phase_reconstruction_only": frechet(phase_only),
+                 "vae_reconstructions": frechet(through_vae), "new_sounds": new_mean}
     heard = listener.predict(np.stack([listener_view(signal, rate) for signal in generated]))
     asked_index = np.array([classes.index(name) for name in asked])
     regenerated = np.stack([spectrogram_of_file(path, model.params)[0] for path in generated_paths])
     ripple = {"real": frequency_ripple(spectrograms), "vae_decoded": frequency_ripple(decoded),
               "new_sounds_reanalysed": frequency_ripple(regenerated)}
+    picture = save_picture(model, name, classes, held_labels, spectrograms, decoded, asked, regenerated,
+                           ROOT / "benchmarks" / "results" / f"realism_{name}.png")
     tails = {}
     for name in classes:
         real_tail = np.median([decay_seconds(s, rate, TAIL_DB) for s, c in zip(held_audio, held_labels) if c == name])
@@ -137,10 +189,12 @@ def judge_model(model_dir, workdir, listener, embed_real, real, classes):
         tails[name] = {"real_s": round(float(real_tail), 3), "generated_s": round(float(made_tail), 3),
                        "ratio": ratio(made_tail, real_tail)}
     return {
-        "model_dir": str(model_dir), "spectrogram": {key: model.params[key] for key in (
+        "name": name, "model_dir": str(model_dir), "floor_gate_db": gate_db, "picture": picture.relative_to(ROOT).as_posix(),
+        "spectrogram": {key: model.params[key] for key in (
             "sample_rate", "duration", "frame_size", "hop_length", "n_bins", "n_frames")},
         "frechet_distance": {name: round(float(value), 2) for name, value in distances.items()},
         "frechet_times_floor": {name: ratio(value, floor) for name, value in distances.items()},
+        "new_sounds_frechet_std_between_draws": round(new_std, 2),
         "recognised_as_requested": round(float(np.mean(heard == asked_index)), 3),
         "per_class_recognised": {name: round(float(np.mean(heard[asked_index == c] == c)), 3)
                                  for c, name in enumerate(classes)},
@@ -159,10 +213,15 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdir", required=True, help="a folder real_kit.py laid out (train/, held_out/, ...)")
     parser.add_argument("--models", default="", help="comma-separated model folders (default: WORKDIR/model)")
+    parser.add_argument("--floor_gate_db", default="",
+                        help=f"comma-separated, one per model (default: {DEFAULT_FLOOR_GATE_DB} dB, generate.py's)")
+    parser.add_argument("--names", default="", help="comma-separated, one per model (default: the folders' names)")
     parser.add_argument("--tag", default="", help="a name for the results file: realism_<tag>.json")
     args = parser.parse_args(argv)
     workdir = Path(args.workdir)
     models = [Path(path) for path in args.models.split(",") if path] or [workdir / "model"]
+    names = [name for name in args.names.split(",") if name] or [f"{path.parent.name}_{path.name}" for path in models]
+    gates = [float(value) for value in args.floor_gate_db.split(",") if value] or [DEFAULT_FLOOR_GATE_DB] * len(models)
     real = real_sets(workdir, LISTENER_RATE)
     classes = sorted(set(real["train"][0]))
     views = {name: np.stack([listener_view(signal, LISTENER_RATE) for signal in real[name][1]]) for name in real}
@@ -174,10 +233,17 @@ def main(argv=None):
                "listener_held_out_accuracy": round(float(np.mean(listener.predict(views["held_out"]) == held_index)), 3),
                "models": []}
     embed_real = {name: listener.embed(views[name]) for name in views}
-    for model_dir in models:
+    wanted = {name: real["held_out"][0].count(name) for name in classes}
+    draws_mean, draws_std = stratified_frechet(embed_real["train"], embed_real["train"], real["train"][0], wanted)
+    floor = frechet_distance(embed_real["train"], embed_real["held_out"])
+    # How far the same draws of real clips lie (they are part of the reference, so this is a lower bound):
+    # the spread a set of this size and make-up has whatever made it.
+    results["real_training_draws_times_floor"] = {"mean": ratio(draws_mean, floor), "std": ratio(draws_std, floor)}
+    for model_dir, name, gate_db in zip(models, names, gates, strict=True):
         rate = json.loads((Path(model_dir) / "params.json").read_text())["sample_rate"]
         real_at_rate = real_sets(workdir, rate)  # the held-out clips at the model's rate, for their tails
-        results["models"].append(judge_model(model_dir, workdir, listener, embed_real, real_at_rate, classes))
+        results["models"].append(judge_model(model_dir, name, gate_db, workdir, listener, embed_real, real_at_rate,
+                                             classes))
     print(json.dumps(results, indent=2))
     out = ROOT / "benchmarks" / "results" / f"realism{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -1,16 +1,21 @@
-"""The audio folder a user brings: which files are sounds, and how a file's class is named.
+"""The audio folder a user brings: which files are sounds, how a file's class is named, and what its
+sounds are like (their rate, how long they ring), from which preprocess.py chooses its settings.
 
 A file's class is its sub-folder (``kick/``, ``snare/``...) or, for FSDD-style
 names (``7_jackson_32.wav``), the first part of its name.
 """
 
+import math
 import os
 import re
 from pathlib import Path
 from typing import Final
 
+import numpy as np
+
 from soundkit.errors import PipelineError
 from soundkit.fileio import printable
+from soundkit.spectrogram import Loader, onset_sample
 
 AUDIO_EXTENSIONS: Final = {".wav", ".wave", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".aifc",
                            ".mp3", ".opus", ".au", ".snd", ".caf", ".w64", ".rf64"}
@@ -99,3 +104,29 @@ def file_key(path, relative):
 def natural_key(text):
     """Sort key that puts "tom2" before "tom10": the order of class names everywhere."""
     return [int(part) if part.isdigit() else part for part in re.split(r"(\d+)", str(text))]
+
+
+# --- what the sounds of the folder are like ---------------------------------------------
+
+def power_of_two(samples):
+    """The power of two nearest to ``samples`` (on a log scale), at least 16."""
+    return int(2 ** max(4, round(math.log2(max(samples, 1)))))
+
+
+def measure_file(path, max_seconds, audible_db, onset_db):
+    """(sample rate, seconds from the attack until the sound stays ``audible_db`` below its peak), or None.
+
+    Only the first ``max_seconds`` are read; a file that cannot be read gives None
+    (it is reported by name when it is processed).
+    """
+    try:
+        signal, rate = Loader.read(path, max_seconds)
+    except (ValueError, OSError):
+        return None
+    magnitude = np.abs(signal).max(axis=1)
+    peak = float(magnitude.max())
+    if peak <= 0:
+        return rate, 0.0
+    start = onset_sample(magnitude, onset_db, 0)
+    loud = np.flatnonzero(magnitude >= peak * 10 ** (audible_db / 20))
+    return rate, (int(loud[-1]) + 1 - start) / rate

@@ -19,8 +19,7 @@ functions below, so a missing, damaged or mismatched folder gets the same
 clear message everywhere.
 """
 
-import os
-import tempfile
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final
@@ -40,123 +39,11 @@ CLIPS_FILE: Final = "clips.json"
 PARAMS_FILE: Final = "params.json"             # in the spectrograms folder and, copied, in the model folder
 REPORT_FILE: Final = "report.json"
 FOLDER_STATS_FILE: Final = "folder.json"       # per file: its sample rate and how long it rings, for reruns
-
-
-class Saver:
-    """Writes spectrograms, per-clip min/max values and parameters, atomically and without pickle.
-
-    Workers write each spectrogram straight into its slot of a scratch ``.npy``
-    file (``write_slot``), so nothing large travels between processes and memory
-    does not grow with the number of clips. When every slot holds a clip, in
-    order, that file becomes ``spectrograms.npy`` as it is; otherwise ``finish``
-    copies the clips into a new one.
-
-    Every process reads and writes slots through a handle of its own on the
-    scratch file: where ``os.pwrite``/``os.pread`` are missing (Windows) a slot
-    is reached with seek, and a file position shared between processes would
-    send their writes to the wrong slots.
-    """
-
-    def __init__(self, spectrograms_dir):
-        self.spectrograms_dir = Path(spectrograms_dir)
-        self.scratch_path = None
-        self.scratch = None
-        self.row_bytes = 0
-        self.offset = 0
-        self.capacity = 0
-        self.slot_file, self.slot_file_pid = None, None  # this process's handle for slots, and its owner
-
-    def __getstate__(self):
-        # A copy for a spawned worker process: open files do not travel; it opens its own.
-        return {**self.__dict__, "scratch": None, "slot_file": None, "slot_file_pid": None}
-
-    def _slot_file(self):
-        """This process's own unbuffered handle on the scratch file, opened on first use."""
-        if self.slot_file_pid != os.getpid():  # none yet, or inherited from the parent by fork
-            self.slot_file, self.slot_file_pid = open(self.scratch_path, "r+b", buffering=0), os.getpid()
-        return self.slot_file
-
-    def _close_slot_file(self):
-        if self.slot_file is not None and self.slot_file_pid == os.getpid():
-            self.slot_file.close()
-        self.slot_file, self.slot_file_pid = None, None
-
-    def begin(self, n_bins, n_frames, capacity):
-        self.spectrograms_dir.mkdir(parents=True, exist_ok=True)
-        handle, name = tempfile.mkstemp(dir=self.spectrograms_dir, prefix=".slots.", suffix=".npy")
-        self.scratch_path, self.scratch = name, os.fdopen(handle, "r+b")
-        header = {"descr": "<f4", "fortran_order": False, "shape": (capacity, n_bins, n_frames)}
-        np.lib.format.write_array_header_1_0(self.scratch, header)
-        self.scratch.flush()
-        # Unwritten slots (failed files, unused split pieces) stay holes: no disk used.
-        self.offset, self.row_bytes, self.capacity = self.scratch.tell(), n_bins * n_frames * 4, capacity
-
-    def write_slot(self, slot, spectrogram):
-        data = np.ascontiguousarray(spectrogram, dtype="<f4").tobytes()
-        position, file = self.offset + slot * self.row_bytes, self._slot_file()
-        if hasattr(os, "pwrite"):
-            os.pwrite(file.fileno(), data, position)
-        else:  # Windows
-            file.seek(position)
-            file.write(data)
-
-    def flush(self):
-        """Start putting the slots written so far on disk, so little is left for ``finish``."""
-        sync = getattr(os, "fdatasync", os.fsync)  # fdatasync (data only, no metadata) is missing on macOS
-        sync(self.scratch.fileno())
-
-    def read_slot(self, slot, shape):
-        position, file = self.offset + slot * self.row_bytes, self._slot_file()
-        if hasattr(os, "pread"):
-            data = os.pread(file.fileno(), self.row_bytes, position)
-        else:  # Windows
-            file.seek(position)
-            data = file.read(self.row_bytes)
-        return np.frombuffer(data, dtype="<f4").reshape(shape)
-
-    def close(self):
-        self._close_slot_file()
-        if self.scratch is not None:
-            self.scratch.close()
-            self.scratch = None
-        if self.scratch_path is not None and os.path.exists(self.scratch_path):
-            os.remove(self.scratch_path)
-        self.scratch_path = None
-
-    def finish(self, rows, clips, params, report, slots=None, folder_stats=None):
-        """Write ``rows`` (an iterable of arrays, one per clip) and the JSON files.
-
-        ``slots`` lists the slot of each clip (None for a row from elsewhere);
-        ``folder_stats`` is what ``choose_settings`` measured, if anything. All the
-        files are written completely before any of them replaces the
-        previous run's: an error or Ctrl-C meanwhile leaves the old folder as it was.
-        """
-        shape = (len(clips), params["n_bins"], params["n_frames"])
-
-        def write_array(tmp_name):
-            if slots is not None and list(slots) == list(range(self.capacity)):
-                self._close_slot_file()  # Windows renames no file that is open
-                self.scratch.close()
-                os.replace(self.scratch_path, tmp_name)  # already complete and in order: no copy
-                return
-            with open(tmp_name, "wb") as file:
-                header = {"descr": "<f4", "fortran_order": False, "shape": shape}
-                np.lib.format.write_array_header_1_0(file, header)
-                for row in rows:
-                    file.write(np.ascontiguousarray(row, dtype="<f4").tobytes())
-
-        # The index (clips.json) is moved into place last.
-        extra = {self.spectrograms_dir / FOLDER_STATS_FILE: json_writer(folder_stats)} if folder_stats else {}
-        try:
-            atomic_write_all({
-                **extra,
-                self.spectrograms_dir / SPECTROGRAMS_FILE: write_array,
-                self.spectrograms_dir / PARAMS_FILE: json_writer(params),
-                self.spectrograms_dir / REPORT_FILE: json_writer(report),
-                self.spectrograms_dir / CLIPS_FILE: json_writer(clips, item_per_line=True),
-            })
-        finally:
-            self.close()
+SCRATCH_PREFIX: Final = ".slots."              # Saver's scratch file: .slots.<random>.npy
+# The temporary files atomic_write_all makes beside each file of the folder: .clips.json.<random>.tmp.json
+TEMPORARY_FILE = re.compile("|".join(rf"\.{re.escape(name)}\.\w+\.tmp\{Path(name).suffix}" for name in (
+    SPECTROGRAMS_FILE, CLIPS_FILE, PARAMS_FILE, REPORT_FILE, FOLDER_STATS_FILE)))
+STALE_AFTER: Final = 6 * 3600                  # seconds untouched before such a temporary file is a leftover
 
 
 def load_spectrograms(spectrograms_dir, mmap=True):
@@ -228,7 +115,10 @@ def load_cache(spectrograms_dir, params):
 
     Files are identified by path, size and modification time (``file_key``): a
     changed file is processed again, an unchanged one reuses its spectrograms or,
-    if it was skipped, its reason.
+    if it was skipped for its content (``until_changed`` in ``report.json``), its
+    reason. A file skipped for a passing reason (no permission, a disk error, still
+    being copied) is tried again, and so is every file skipped by a run whose
+    report did not yet tell the two apart.
     """
     spectrograms_dir = Path(spectrograms_dir)
     if not (spectrograms_dir / PARAMS_FILE).exists():
@@ -244,7 +134,8 @@ def load_cache(spectrograms_dir, params):
         return PreviousRun()  # damaged or incomplete: everything is processed again
     try:
         report = read_json(spectrograms_dir / REPORT_FILE)
-        failures = {item["key"]: item["reason"] for item in report["files_skipped"] if "key" in item}
+        failures = {item["key"]: item["reason"] for item in report["files_skipped"]
+                    if "key" in item and item.get("until_changed") is True}
     except (OSError, ValueError, TypeError, KeyError):
         failures = {}  # skipped files are simply tried again
     entries = {}
@@ -334,10 +225,9 @@ def generation_level(clips, train_indices):
     return {"min": float(np.median(minima)), "max": float(np.median(maxima))}
 
 
-def write_model_info(model_dir, settings, params, class_names, clips, train_indices, validation_indices):
-    """Write ``params.json`` and ``training.json`` into the model folder."""
-    write_json(Path(model_dir) / PARAMS_FILE, params)
-    write_json(Path(model_dir) / TRAINING_FILE, {
+def model_info_writers(model_dir, settings, params, class_names, clips, train_indices, validation_indices):
+    """{path: writer} of ``params.json`` and ``training.json``, for ``atomic_write_all`` (with the model, or alone)."""
+    return {Path(model_dir) / PARAMS_FILE: json_writer(params), Path(model_dir) / TRAINING_FILE: json_writer({
         "format_version": TRAINING_FORMAT_VERSION,
         "settings": settings,
         "classes": class_names,
@@ -345,7 +235,19 @@ def write_model_info(model_dir, settings, params, class_names, clips, train_indi
         "train_clips": len(train_indices),
         "validation_clips": len(validation_indices),
         "validation_ids": [clips[i]["id"] for i in validation_indices],
-    })
+    })}
+
+
+def write_model_info(model_dir, settings, params, class_names, clips, train_indices, validation_indices):
+    """Write ``params.json`` and ``training.json`` into the model folder."""
+    atomic_write_all(model_info_writers(model_dir, settings, params, class_names, clips, train_indices,
+                                        validation_indices))
+
+
+def remove_fitted(model_dir):
+    """Remove what was fitted to a model folder's earlier model (prior, knobs, groups): a new run replaces it."""
+    for name in (LATENT_PRIOR_FILE, KNOBS_FILE, GROUPS_FILE):
+        (Path(model_dir) / name).unlink(missing_ok=True)
 
 
 def training_rows(clips, training):
@@ -421,19 +323,27 @@ def clip_label_indices(clips, label_names):
 
 
 def save_groups(model_dir, groups, representatives, scores):
-    """Write ``groups.json``: each clip id's group, a representative clip per group and the silhouettes tried."""
-    write_json(Path(model_dir) / GROUPS_FILE, {"clips": groups, "representatives": representatives,
-                                               "silhouette_by_count": {str(k): v for k, v in scores.items()}})
+    """Write ``groups.json``: each clip id's group, a representative clip per group, the silhouettes tried,
+    and the SHA-256 of the ``model.keras`` that sorted them."""
+    save_fitted(model_dir, GROUPS_FILE, {"clips": groups, "representatives": representatives,
+                                         "silhouette_by_count": {str(k): v for k, v in scores.items()}})
 
 
 def with_model_groups(clips, model_dir):
     """``clips`` with each clip's group as its label, when train.py sorted this model's unlabelled folder
-    into groups (``groups.json``); else ``clips`` as they are. From then on a group is a class."""
+    into groups (``groups.json``); else ``clips`` as they are. From then on a group is a class.
+
+    Groups sorted by another model (an earlier run in the same folder) are not this model's: ignored.
+    """
     path = Path(model_dir) / GROUPS_FILE
     if not path.exists():
         return clips
     try:
-        groups = read_json(path)["clips"]
-    except (OSError, ValueError, KeyError, TypeError) as error:
+        saved = read_json(path)
+        groups = saved["clips"]
+        sha256 = saved.get("model_sha256")  # absent in folders written before groups named their model
+        if sha256 is not None and sha256 != file_sha256(Path(model_dir) / MODEL_FILE):
+            return clips
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
         raise PipelineError(f"{path} is damaged ({error}): train the model again") from None
     return [{**clip, "label": groups.get(clip["id"], clip.get("label"))} for clip in clips]

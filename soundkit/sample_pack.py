@@ -13,6 +13,11 @@ number (``snare_01.wav``) and writes two instruments that load them:
 Keys follow the General MIDI drum map (``GM_KEYS``). A class whose name is
 not in it gets the next free key from ``OTHER_KEYS`` (C4 = 60 upwards), in
 the order of the classes, so every class has a key of its own.
+
+Class names come from folder names and are not trusted: every sound gets a
+file of its own even on a file system that ignores case (``Kick`` and ``kick``,
+``hi hat`` and ``hi_hat``), and a name never reaches the SFZ or XML text with a
+control character in it (``printable_label``).
 """
 
 import re
@@ -21,7 +26,7 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 from typing import Final
 
-from soundkit.fileio import atomic_write, safe_name
+from soundkit.fileio import atomic_write_all, safe_name
 
 # General MIDI percussion keys (channel 10), by the words a class name may hold.
 GM_KEYS: Final = [
@@ -83,7 +88,8 @@ def write_sample_pack(folder, sounds, name="pack"):
     Parameters
     ----------
     folder : path-like
-        Made if missing; a pack already there is replaced.
+        Made if missing; a pack already there is replaced once the new one is
+        written whole (an error on the way leaves it as it was).
     sounds : list of (path, class name)
         WAV files and their classes ("" for a sound without one: it maps to
         the class "sound").
@@ -98,34 +104,80 @@ def write_sample_pack(folder, sounds, name="pack"):
     """
     folder = Path(folder)
     samples_dir = folder / "samples"
-    if samples_dir.exists():  # an earlier pack: its samples go, so none is left unreferenced
-        shutil.rmtree(samples_dir)
-    samples_dir.mkdir(parents=True)
     by_class = {}
     for path, label in sounds:
         by_class.setdefault(label or "sound", []).append(Path(path))
     keys = drum_keys(list(by_class))
-    copied = {}
-    for label, paths in by_class.items():
-        stem = safe_name(label)
+    copied, writers = {}, {}
+    for label, stem in sample_stems(by_class).items():
+        paths = by_class[label]
         digits = max(2, len(str(len(paths))))
-        copied[label] = []
-        for number, path in enumerate(paths, start=1):
-            target = samples_dir / f"{stem}_{number:0{digits}d}.wav"
-            shutil.copyfile(path, target)
-            copied[label].append(target)
+        copied[label] = [samples_dir / f"{stem}_{number:0{digits}d}.wav" for number in range(1, len(paths) + 1)]
+        writers.update({target: _copier(path) for path, target in zip(paths, copied[label])})
     choke = OPEN_HAT_KEY in keys.values() and CLOSED_HAT_KEY in keys.values()
     stem = safe_name(name)
-    sfz = _write(folder / f"{stem}.sfz", sfz_text(copied, keys, folder, choke))
-    dspreset = _write(folder / f"{stem}.dspreset", dspreset_text(copied, keys, folder, choke))
+    sfz, dspreset = folder / f"{stem}.sfz", folder / f"{stem}.dspreset"
+    writers[sfz] = _text_writer(sfz_text(copied, keys, folder, choke))
+    writers[dspreset] = _text_writer(dspreset_text(copied, keys, folder, choke))
+    # Every file is written whole under a temporary name before any is moved into place: an error or
+    # a crash on the way leaves the previous pack as it was, and never a half-written WAV.
+    atomic_write_all(writers)
+    samples_dir.mkdir(parents=True, exist_ok=True)
+    # The earlier pack's samples go, so none is left unreferenced. Names are compared casefolded: where
+    # case is ignored, a new kick_01.wav may have replaced Kick_01.wav and still be listed by the old name.
+    new_names = {path.name.casefold() for path in writers}
+    for old in [path for path in samples_dir.iterdir() if path.name.casefold() not in new_names]:
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
     return {"sfz": sfz, "dspreset": dspreset, "samples": copied, "keys": keys}
 
 
-def _write(path, text):
-    def write(tmp_name):
-        Path(tmp_name).write_text(text, encoding="utf-8", newline="\n")
+def sample_stems(by_class):
+    """The file name stem of each class's samples: ``safe_name`` of the class, unique whatever the case.
 
-    return atomic_write(path, write)
+    Two classes whose names sanitise to one stem, or differ only in case (one file
+    on macOS and Windows), get ``_2``, ``_3``... on the later one, so no sound
+    overwrites another.
+
+    Examples
+    --------
+    >>> sample_stems({"hi hat": [], "hi_hat": [], "Kick": [], "kick": []})
+    {'hi hat': 'hi_hat', 'hi_hat': 'hi_hat_2', 'Kick': 'Kick', 'kick': 'kick_2'}
+    """
+    stems, taken = {}, set()
+    for label in by_class:
+        base = stem = safe_name(label)
+        number = 1
+        while stem.casefold() in taken:
+            number += 1
+            stem = f"{base}_{number}"
+        stems[label] = stem
+        taken.add(stem.casefold())
+    return stems
+
+
+def _copier(source):
+    return lambda tmp_name: shutil.copyfile(source, tmp_name)
+
+
+def _text_writer(text):
+    return lambda tmp_name: Path(tmp_name).write_text(text, encoding="utf-8", newline="\n")
+
+
+def printable_label(label):
+    """A class name as it may appear in a pack's text: each control character written as an escape (``\\n``).
+
+    A newline in an SFZ comment would end it, and the rest of the name would be
+    read as opcodes; XML 1.0 has no way to hold most control characters at all.
+
+    Examples
+    --------
+    >>> printable_label("kick\\n<region>")
+    'kick\\\\n<region>'
+    """
+    return "".join(char if char.isprintable() else ascii(char)[1:-1] for char in str(label))
 
 
 def sfz_text(samples, keys, folder, choke):
@@ -134,7 +186,9 @@ def sfz_text(samples, keys, folder, choke):
              "<control>", "default_path=samples/", ""]
     for label, paths in samples.items():
         key = keys[label]
-        lines.append(f"// {label}: key {key}")
+        # Only printable text, and no header brackets, goes into the comment line.
+        comment = printable_label(label).replace("<", "_").replace(">", "_")
+        lines.append(f"// {comment}: key {key}")
         group = f"<group> key={key} loop_mode=one_shot amp_velcurve_127=1"
         if choke and key == CLOSED_HAT_KEY:
             group += " group=1"
@@ -156,7 +210,8 @@ def dspreset_text(samples, keys, folder, choke):
     groups = ElementTree.SubElement(root, "groups")
     for label, paths in samples.items():
         key = keys[label]
-        attributes = {"name": label, "seqMode": "random" if len(paths) > 1 else "always", "ampVelTrack": "1"}
+        attributes = {"name": printable_label(label), "seqMode": "random" if len(paths) > 1 else "always",
+                      "ampVelTrack": "1"}
         if choke and key == CLOSED_HAT_KEY:
             attributes["tags"] = "closed_hihat"
         elif choke and key == OPEN_HAT_KEY:

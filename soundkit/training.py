@@ -21,8 +21,8 @@ import tensorflow as tf
 from autoencoder import VAE
 from soundkit.audio_folder import FSDD_NAME, natural_key
 from soundkit.errors import PipelineError
-from soundkit.fileio import atomic_write, read_json, write_json
-from soundkit.folders import HISTORY_FILE, MODEL_FILE, STATE_DIR
+from soundkit.fileio import atomic_write, atomic_write_all, read_json, write_json
+from soundkit.folders import HISTORY_FILE, MODEL_FILE, STATE_DIR, remove_fitted
 
 # The counters of ReduceLROnPlateau and EarlyStopping that a resumed run must continue from.
 SCHEDULE_FIELDS: Final = ("wait", "best", "cooldown_counter", "stopped_epoch", "best_epoch")
@@ -159,6 +159,8 @@ def build_vae(config, input_shape, num_classes, latent_classes=0):
         latent_classes=latent_classes,
         latent_classifier_weight=config.LATENT_CLASSIFIER_WEIGHT if latent_classes else 0.0,
         normalization=config.NORMALIZATION,
+        upsampling=config.DECODER_UPSAMPLING.split(",") if "," in config.DECODER_UPSAMPLING
+        else config.DECODER_UPSAMPLING,
         seed=config.SEED,
     )
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate=config.LEARNING_RATE))
@@ -174,6 +176,8 @@ class TrainingCheckpoint:
 
     def __init__(self, model_dir, run_settings):
         self.model_dir = Path(model_dir)
+        # {path: writer} saved together with this run's first model (see ``replace_with_first_model``).
+        self.first_save = None
         self.state_dir = self.model_dir / STATE_DIR
         self.run_settings = run_settings
         self.history = []
@@ -220,6 +224,14 @@ class TrainingCheckpoint:
 
         return _Callback()
 
+    def replace_with_first_model(self, writers):
+        """A new run in a folder that holds another run's model: ``writers`` (its params.json and training.json)
+        are written with this run's first model, and what was fitted to the old one is removed then.
+
+        Until then the folder keeps the old model with its own parameters, whenever the run is stopped.
+        """
+        self.first_save = writers
+
     def restore_schedules(self):
         """Give the schedules back their counters from the run this one resumes.
 
@@ -246,7 +258,12 @@ class TrainingCheckpoint:
         monitored = logs.get("val_loss", logs.get("loss"))
         if monitored < self.best:
             self.best = monitored
-            atomic_write(self.model_dir / MODEL_FILE, model.save)
+            if self.first_save is not None:
+                remove_fitted(self.model_dir)
+                atomic_write_all({self.model_dir / MODEL_FILE: model.save, **self.first_save})
+                self.first_save = None
+            else:
+                atomic_write(self.model_dir / MODEL_FILE, model.save)
         atomic_write(self.state_dir / "last.keras", model.save)
         write_json(self.state_dir / "state.json", {
             "epoch": epoch + 1, "best": self.best, "history": self.history, "run_settings": self.run_settings,

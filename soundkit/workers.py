@@ -4,13 +4,17 @@
 at its start, so a task is only a range of positions in that list and the main
 process mostly waits. A worker that dies (killed when memory runs out, or crashed)
 stops the run with a ``PipelineError`` naming the files it was working on, within
-seconds, instead of hanging.
+seconds, instead of hanging. ``map_per_file`` runs a function of one file that way,
+a file a task, even with one worker: a file that crashes its decoder is named.
 """
 
 import multiprocessing
+import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
+
+from tqdm import tqdm
 
 from soundkit.errors import PipelineError
 from soundkit.fileio import printable
@@ -26,6 +30,11 @@ def worker_start_method():
     function to try either on Linux.
     """
     return "fork" if sys.platform.startswith("linux") else "spawn"
+
+
+def worker_count(requested, files):
+    """How many processes to use: ``requested`` (0: one per CPU core), at least 1 and at most one a file."""
+    return max(1, min(requested or os.cpu_count() or 1, files))
 
 
 def chunks_of(count, workers, largest):
@@ -55,7 +64,7 @@ def _process_chunk_in_worker(number, chunk):
     return _worker_step.process_files(_worker_todo[chunk])
 
 
-def map_in_workers(step, todo, workers, largest, after_death=""):
+def map_in_workers(step, todo, workers, largest, after_death="", isolate=False):
     """Yield ``step.process_files(todo[chunk])`` for chunks of ``todo``, as each is done.
 
     Parameters
@@ -64,11 +73,14 @@ def map_in_workers(step, todo, workers, largest, after_death=""):
         Has ``process_files(items)``; picklable where workers are spawned.
     todo : list of (index, path)
     workers : int
-        Processes; 1 runs everything in this process, in order.
+        Processes; 1 runs everything in this process, in order (unless ``isolate``).
     largest : int
         Most items per chunk (see ``chunks_of``).
     after_death : str
         Said after the files when a worker dies: what is left as it was, what to try.
+    isolate : bool
+        Run even a single worker in a process of its own, so that a file that
+        crashes its decoder is named instead of ending this process.
 
     Raises
     ------
@@ -76,7 +88,9 @@ def map_in_workers(step, todo, workers, largest, after_death=""):
         When a worker process dies; the chunks no worker has begun are dropped.
     """
     chunks = chunks_of(len(todo), workers, largest)
-    if workers <= 1:
+    if not chunks:
+        return
+    if workers <= 1 and not isolate:
         for chunk in chunks:
             yield step.process_files(todo[chunk])
         return
@@ -105,3 +119,38 @@ def map_in_workers(step, todo, workers, largest, after_death=""):
             yield outcomes
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+class PerFile:
+    """A step for ``map_in_workers`` made of a function of one file: ``function(path, *args)``."""
+
+    def __init__(self, function, *args):
+        self.function, self.args = function, args
+
+    def process_files(self, items):
+        return [(index, self.function(path, *self.args)) for index, path in items]
+
+
+def map_per_file(function, args, todo, workers, after_death=""):
+    """{index: ``function(path, *args)``} for each (index, path) of ``todo``, a file a task in worker processes.
+
+    Even one worker runs in a process of its own: a file that crashes its decoder
+    (a bug in a C library) stops the run with a ``PipelineError`` that names it,
+    and only it, instead of ending this process.
+    """
+    results = map_in_workers(PerFile(function, *args), todo, workers, 1, after_death, isolate=True)
+    return dict(outcome for outcomes in results for outcome in outcomes)
+
+
+def with_progress(results, total, description, every=0, then=None):
+    """Yield each outcome of ``results`` (lists of outcomes, as ``map_in_workers`` yields them) behind a
+    progress bar of ``total`` files; after every ``every`` of them (0: never), call ``then()``."""
+    with tqdm(total=total, unit="file", desc=description, disable=not total) as bar:
+        done = 0
+        for outcomes in results:
+            bar.update(len(outcomes))
+            for outcome in outcomes:
+                yield outcome
+                done += 1
+                if every and done % every == 0:
+                    then()

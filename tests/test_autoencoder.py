@@ -310,3 +310,46 @@ def test_a_keras_json_that_names_another_backend_does_not_apply_to_this_project(
                         KERAS_HOME=str(tmp_path), KERAS_BACKEND=None)
     assert result.returncode == 0, result.stderr
     assert result.stdout.split() == ["tensorflow"]
+
+
+@pytest.mark.parametrize("upsampling,lowest,highest", [("transpose", 5.0, None), ("bilinear", None, 2.0)])
+def test_a_transposed_decoder_leaves_a_checkerboard_and_upsampling_then_convolving_does_not(
+        upsampling, lowest, highest, tmp_path):
+    """Untrained, the stride-2 transposed convolutions ripple every 2 bins (21x the neighbouring periods
+    here); bilinear upsampling then a convolution stays at the ~1 of a real spectrogram. Saved and loaded,
+    the model keeps its upsampling."""
+    from soundkit.realism import frequency_ripple
+
+    keras.utils.set_random_seed(0)
+    vae = VAE((64, 32, 1), [8, 16, 32], [3, 3, 3], [2, 2, 2], 4, upsampling=upsampling, normalization="none", seed=0)
+    decoded = np.asarray(vae.decode(np.random.default_rng(0).standard_normal((16, 4)).astype("float32")))[..., 0]
+    ripple = frequency_ripple(decoded, min_level=0.0)[2]
+    assert (lowest is None or ripple > lowest) and (highest is None or ripple < highest)
+    vae.save(tmp_path / "model.keras")
+    loaded = VAE.load(tmp_path / "model.keras")
+    assert loaded.upsampling == upsampling
+    np.testing.assert_allclose(np.asarray(loaded.decode(np.zeros((1, 4), "float32"))),
+                               np.asarray(vae.decode(np.zeros((1, 4), "float32"))), atol=1e-6)
+
+
+def test_a_model_file_with_code_in_it_is_refused_not_run(tmp_path):
+    """Safe mode: a .keras file whose Lambda layer carries Python code is refused, and the code never runs."""
+    from soundkit.errors import PipelineError
+    from soundkit.folders import load_model_folder
+
+    marker = tmp_path / "ran.txt"
+    inputs = keras.Input(shape=(2,))
+    code = eval(f"lambda x: x + len(open({str(marker)!r}, 'w').write('ran'))")  # no closure: its bytecode is saved
+    outputs = keras.layers.Lambda(code, output_shape=(2,))(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "evil.keras")
+    marker.unlink(missing_ok=True)  # building the model called the lambda once
+    with pytest.raises(ValueError, match="(?i)lambda|unsafe|safe_mode"):
+        VAE.load(tmp_path / "evil.keras")
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "model.keras").write_bytes((tmp_path / "evil.keras").read_bytes())
+    (folder / "params.json").write_text("{}")
+    (folder / "training.json").write_text(json.dumps({"format_version": 2, "classes": []}))
+    with pytest.raises(PipelineError, match="cannot load .*model.keras"):
+        load_model_folder(folder)
+    assert not marker.exists()

@@ -1,5 +1,7 @@
 """Command-line overrides of the capitalised settings."""
 
+import sys
+
 import pytest
 
 from soundkit.configurator import ConfigError, configure
@@ -71,3 +73,40 @@ def test_constants_annotated_final_are_not_settings():
     assert vars(configure(namespace, [])) == {"EPOCHS": 3}
     with pytest.raises(ConfigError, match="unknown setting --format_version"):
         configure(namespace, ["--format_version=2"])
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="a POSIX signal disposition inherited from the parent")
+@pytest.mark.parametrize("through_run_script", [True, False])
+def test_ctrl_c_stops_a_script_started_with_sigint_ignored(through_run_script):
+    """A background job of a non-interactive shell (``cmd &`` in a script, nohup) starts with SIGINT ignored.
+
+    A step run through ``run_script`` takes Ctrl-C back and stops; without it the process ignores it (the
+    control, showing the test can fail)."""
+    import signal
+    import subprocess
+    import time
+    from pathlib import Path
+
+    body = "import time; time.sleep(60)"
+    code = (f"from soundkit.configurator import run_script; run_script(lambda: exec({body!r}))"
+            if through_run_script else body)
+    process = subprocess.Popen([sys.executable, "-c", "import sys; print('ready', flush=True); " + code],
+                               cwd=Path(__file__).resolve().parents[1], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        time.sleep(0.5)  # into the sleep
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=10 if through_run_script else 2)
+        except subprocess.TimeoutExpired:
+            pass
+        if through_run_script:
+            assert process.returncode is not None and process.returncode != 0
+            assert "KeyboardInterrupt" in process.stderr.read()
+        else:
+            assert process.returncode is None  # still running: SIGINT was ignored
+    finally:
+        process.kill()
+        process.wait()

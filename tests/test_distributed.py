@@ -87,11 +87,28 @@ def free_ports(count):
     return ports
 
 
-def run_workers(argv_of_worker, tmp_path, timeout=300):
-    """Start two processes as the workers of one TF_CONFIG cluster on localhost; return their results."""
+def run_workers(argv_of_worker, tmp_path, timeout=300, tries=3):
+    """Start two processes as the workers of one TF_CONFIG cluster on localhost; return their results.
+
+    The ports are found free, closed, then handed to TensorFlow: another process may take one in
+    between. A cluster whose port was taken is started again on new ports, up to ``tries`` times;
+    any other failure fails at once.
+    """
+    for attempt in range(tries):
+        outputs, codes = start_workers(argv_of_worker, free_ports(2), timeout)
+        port_taken = any("address already in use" in stderr.lower() for _, stderr in outputs)
+        if not port_taken or attempt == tries - 1:
+            break
+    for code, (_, stderr) in zip(codes, outputs):
+        assert code == 0, stderr[-3000:]
+    return [stdout for stdout, _ in outputs]
+
+
+def start_workers(argv_of_worker, ports, timeout):
+    """((stdout, stderr) of each worker, their exit codes), on localhost at ``ports``."""
     import os
 
-    cluster = {"worker": [f"localhost:{port}" for port in free_ports(2)]}
+    cluster = {"worker": [f"localhost:{port}" for port in ports]}
     processes = []
     for index in range(2):
         env = {**os.environ, "TF_CONFIG": json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}})}
@@ -102,9 +119,7 @@ def run_workers(argv_of_worker, tmp_path, timeout=300):
     finally:
         for process in processes:
             process.kill()
-    for process, (_, stderr) in zip(processes, outputs):
-        assert process.returncode == 0, stderr[-3000:]
-    return [stdout for stdout, _ in outputs]
+    return outputs, [process.returncode for process in processes]
 
 
 @pytest.mark.slow

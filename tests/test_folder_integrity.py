@@ -19,11 +19,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 import preprocess
 from soundkit.errors import PipelineError
 from conftest import run_preprocess, skip_reasons, tone
 from soundkit.fileio import MAX_NAME_BYTES, safe_name
-from soundkit.folders import Saver, load_spectrograms
+from soundkit.folders import (CLIPS_FILE, FOLDER_STATS_FILE, PARAMS_FILE, REPORT_FILE, SPECTROGRAMS_FILE,
+                              load_spectrograms)
+from soundkit.saver import Saver
 from soundkit.spectrogram import Loader
 
 PROJECT_DIR = Path(__file__).resolve().parents[1]
@@ -45,6 +52,71 @@ def test_a_rerun_reports_unchanged_skipped_files_again_without_retrying_them(aud
     assert skip_reasons(again) == skip_reasons(first) == {"broken.wav": skip_reasons(first)["broken.wav"]}
     assert skip_reasons(again)["broken.wav"].startswith("unreadable audio")
 
+
+def test_a_file_made_unreadable_is_skipped_then_processed_once_it_is_readable_again(audio_folder, tmp_path):
+    locked = audio_folder / "low" / "low_110.wav"
+    locked.chmod(0)
+    try:
+        if os.access(locked, os.R_OK):
+            pytest.skip("this user reads a file whatever its permissions (root)")
+        first = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    finally:
+        locked.chmod(0o644)  # nothing else changes: same size, same modification time
+    assert skip_reasons(first) == {"low_110.wav": "cannot be read (Permission denied); tried again next run"}
+    again = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    assert (again["files_processed"], again["files_reused"], again["files_skipped"]) == (1, 5, [])
+    assert len(load_spectrograms(tmp_path / "spectrograms")[1]) == 6
+
+
+def test_a_file_the_loader_could_not_read_for_a_passing_reason_is_tried_again(audio_folder, tmp_path, monkeypatch):
+    original_load = Loader.load
+
+    def denied(self, path):  # what reading a file without permission, or a network disk that went away, raises
+        if Path(path).name == "low_110.wav":
+            raise PermissionError(13, "Permission denied", str(path))
+        return original_load(self, path)
+    monkeypatch.setattr(Loader, "load", denied)
+    first = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    monkeypatch.undo()
+    assert skip_reasons(first) == {"low_110.wav": "cannot be read (Permission denied); tried again next run"}
+    assert "until_changed" not in first["files_skipped"][0]
+    again = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    assert (again["files_processed"], again["files_reused"], again["files_skipped"]) == (1, 5, [])
+
+
+def test_a_file_that_changed_while_it_was_read_is_not_remembered_as_unusable(audio_folder, tmp_path, monkeypatch):
+    growing = audio_folder / "low" / "growing.wav"
+    sf.write(growing, tone(170), SAMPLE_RATE)
+    complete = growing.read_bytes()
+    growing.write_bytes(complete[:20])  # a copy that has just begun
+    original_load = Loader.load
+
+    def copy_finishes_while_read(self, path):
+        try:
+            return original_load(self, path)
+        finally:
+            if Path(path).name == "growing.wav":
+                growing.write_bytes(complete)
+    monkeypatch.setattr(Loader, "load", copy_finishes_while_read)
+    first = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    monkeypatch.undo()
+    reason = skip_reasons(first)["growing.wav"]
+    assert reason.endswith(", but it changed while it was read (still being copied?); tried again next run"), reason
+    assert "until_changed" not in first["files_skipped"][0]
+    again = run_preprocess(audio_folder, tmp_path / "spectrograms")
+    assert (again["files_processed"], again["files_reused"], again["files_skipped"]) == (1, 6, [])
+
+
+def test_skips_of_a_report_that_does_not_say_their_cause_are_tried_again(audio_folder, tmp_path, monkeypatch):
+    (audio_folder / "low" / "broken.wav").write_bytes(b"RIFF\x10\x00\x00\x00WAVEjunk")
+    run_preprocess(audio_folder, tmp_path / "spectrograms")
+    report_path = tmp_path / "spectrograms" / "report.json"
+    edit_json(report_path, lambda report: [item.pop("until_changed") for item in report["files_skipped"]])
+    loaded = []
+    original_load = Loader.load
+    monkeypatch.setattr(Loader, "load", lambda self, path: loaded.append(Path(path).name) or original_load(self, path))
+    again = run_preprocess(audio_folder, tmp_path / "spectrograms")  # as a report of an earlier version
+    assert loaded == ["broken.wav"] and again["files_skipped"][0]["until_changed"] is True
 
 
 def folder_contents(folder):
@@ -121,6 +193,93 @@ def test_a_worker_that_dies_stops_the_run_clearly_and_keeps_the_previous_spectro
     assert "poison.wav" in message and "--num_workers=1" in message
     assert "Traceback" not in result.stderr
     assert folder_contents(tmp_path / "spectrograms") == before  # and no scratch file left behind
+
+
+def test_a_run_removes_what_killed_runs_left_and_keeps_everything_else(audio_folder, tmp_path):
+    folder = tmp_path / "spectrograms"
+    run_preprocess(audio_folder, folder)
+    results = sorted(path.name for path in folder.iterdir())
+    left_by_killed_runs = [".slots.k1ll3d_x.npy",                 # a scratch file no live run holds
+                           ".clips.json.a1b2c3d4.tmp.json", ".spectrograms.npy.q9w8e7r6.tmp.npy"]  # untouched for a day
+    others = ["notes.txt", "my.tmp.json", ".other.json.a1b2c3d4.tmp.json", ".slots.txt", ".slots.k1ll3d_x.npy.bak",
+              ".params.json.fresh123.tmp.json",                     # a live run may be writing it
+              ".slots.j0stmade.npy",                                # a live run may be about to lock it
+              ".slots.l1ve0000.npy"]                                # a live run's scratch file: locked
+    day_ago = time.time() - 24 * 3600
+    for name in left_by_killed_runs + others:
+        (folder / name).write_bytes(b"\x93NUMPY left over")
+        if name not in (".params.json.fresh123.tmp.json", ".slots.j0stmade.npy"):
+            os.utime(folder / name, (day_ago, day_ago))
+    with open(folder / ".slots.l1ve0000.npy", "rb+") as live:
+        if fcntl is not None:  # (on Windows a file held open cannot be removed)
+            fcntl.flock(live.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        run_preprocess(audio_folder, folder)
+    assert sorted(path.name for path in folder.iterdir()) == sorted(results + others)
+    assert (folder / "notes.txt").read_bytes() == b"\x93NUMPY left over"
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs SIGKILL")
+def test_the_scratch_file_of_a_run_killed_with_sigkill_is_removed_by_the_next_run(audio_folder, tmp_path):
+    sf.write(audio_folder / "low" / "poison.wav", tone(170), SAMPLE_RATE)
+    script = tmp_path / "poisoned_preprocess.py"
+    script.write_text(POISONED_PREPROCESS)
+    folder = tmp_path / "spectrograms"
+    result = subprocess.run(  # one process: the run itself is killed, mid-way
+        [sys.executable, str(script), f"--audio_dir={audio_folder}", f"--spectrograms_dir={folder}",
+         "--num_workers=1", f"--sample_rate={SAMPLE_RATE}", "--duration=0.74"],
+        capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR, env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})
+    assert result.returncode == -signal.SIGKILL
+    assert [path.name.startswith(".slots.") for path in folder.iterdir()] == [True]
+    (audio_folder / "low" / "poison.wav").unlink()
+    minute_ago = time.time() - 60  # the next run comes a little later
+    os.utime(next(folder.iterdir()), (minute_ago, minute_ago))
+    run_preprocess(audio_folder, folder)
+    assert sorted(path.name for path in folder.iterdir()) == [CLIPS_FILE, PARAMS_FILE, REPORT_FILE, SPECTROGRAMS_FILE]
+
+
+# A preprocess.py whose decoder crashes (as a bug in libsndfile would) on poison.wav, wherever it reads it.
+CRASHING_DECODER_PREPROCESS = """
+import os, resource, signal, sys
+import preprocess
+from soundkit import spectrogram
+from soundkit.configurator import run_script
+
+original_read = spectrogram.Loader.read
+
+def crashing_read(path, seconds=None):
+    if os.path.basename(path) == "poison.wav":
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))  # no core file
+        os.kill(os.getpid(), signal.SIGSEGV)
+    return original_read(path, seconds)
+
+if __name__ == "__main__":
+    spectrogram.Loader.read = staticmethod(crashing_read)
+    run_script(lambda: preprocess.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.skipif(not hasattr(signal, "SIGSEGV") or sys.platform == "win32", reason="needs SIGSEGV")
+def test_a_file_that_crashes_the_decoder_while_settings_are_chosen_is_named_and_nothing_is_lost(audio_folder,
+                                                                                               tmp_path):
+    folder = tmp_path / "spectrograms"
+    config = preprocess.configure(vars(preprocess), [f"--audio_dir={audio_folder}", f"--spectrograms_dir={folder}",
+                                                     "--num_workers=1"])  # rate and length chosen from the folder
+    preprocess.preprocess_folder(config)
+    before = folder_contents(folder)
+    assert FOLDER_STATS_FILE in before
+    sf.write(audio_folder / "low" / "poison.wav", tone(170), SAMPLE_RATE)
+    script = tmp_path / "crashing_preprocess.py"
+    script.write_text(CRASHING_DECODER_PREPROCESS)
+    result = subprocess.run(
+        [sys.executable, str(script), f"--audio_dir={audio_folder}", f"--spectrograms_dir={folder}", "--num_workers=1"],
+        capture_output=True, text=True, timeout=120, cwd=PROJECT_DIR, env={**os.environ, "PYTHONPATH": str(PROJECT_DIR)})
+    assert result.returncode == 1, result.stderr
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: a worker process died while processing one of these files: "
+                              f"{audio_folder / 'low' / 'poison.wav'}. "), message  # that file, and only it
+    assert f"Nothing was saved: {folder} is as it was. Move that file out of {audio_folder}." in message
+    assert "Traceback" not in result.stderr
+    assert folder_contents(folder) == before  # the spectrograms and the measurements of the other files
 
 
 # --- refusing damaged spectrogram and model folders ---------------------------
@@ -245,3 +404,44 @@ def test_write_wavs_writes_every_name_inside_the_folder_without_overwriting(tmp_
     assert not (tmp_path / "evil.wav").exists()
     levels = sorted(round(float(np.max(np.abs(sf.read(path)[0]))), 1) for path in paths)
     assert levels == [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]  # "a/b" and "a_b" both kept
+
+
+WAV_SETTINGS = SimpleNamespace(PEAK_DBFS=-1.0, NORMALIZE=False, BIT_DEPTH=32, TRIM_DB=-60.0, END_FADE=0.0)
+
+
+def test_write_wavs_gives_names_that_differ_only_in_case_files_of_their_own(tmp_path):
+    from soundgenerator import write_wavs
+
+    wave = np.sin(np.linspace(0, 20 * np.pi, 100)).astype(np.float32)
+    paths = write_wavs([0.1 * wave, 0.2 * wave, 0.3 * wave], ["Kick", "kick", "KICK"], tmp_path, SAMPLE_RATE,
+                       WAV_SETTINGS)
+    assert [path.name for path in paths] == ["Kick.wav", "kick_.wav", "KICK__.wav"]  # one file each on macOS too
+    assert len({path.name.casefold() for path in paths}) == 3
+
+
+def test_write_wavs_writes_each_file_whole_and_leaves_no_temporary_file(tmp_path):
+    from soundgenerator import finish_for_sampler, write_wavs
+
+    signals = [tone(frequency, seconds=0.2) for frequency in (220, 440)]
+    paths = write_wavs(signals, ["low", "high"], tmp_path / "out", SAMPLE_RATE, WAV_SETTINGS)
+    assert sorted(path.name for path in (tmp_path / "out").iterdir()) == ["high.wav", "low.wav"]
+    for path, sound in zip(paths, signals):
+        expected = finish_for_sampler(sound, SAMPLE_RATE, -1.0, False, -60.0, 0.0)
+        read, rate = sf.read(path, dtype="float32")
+        assert rate == SAMPLE_RATE and np.array_equal(read, expected)  # 32-bit float: bit-exact
+
+
+def test_a_wav_whose_writing_fails_is_never_left_half_written_under_its_name(tmp_path, monkeypatch):
+    from soundgenerator import write_wavs
+
+    write_wavs([tone(220, seconds=0.2)], ["old"], tmp_path, SAMPLE_RATE, WAV_SETTINGS)
+    before = folder_contents(tmp_path)
+
+    def write_part_then_fail(file, data, *args, **kwargs):  # the disk fills up after the header
+        Path(file).write_bytes(b"RIFF\x24\x00\x00\x00WAVEfmt ")
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(sf, "write", write_part_then_fail)
+    for name in ("new", "old"):
+        with pytest.raises(OSError, match="No space left"):
+            write_wavs([tone(440, seconds=0.2)], [name], tmp_path, SAMPLE_RATE, WAV_SETTINGS)
+    assert folder_contents(tmp_path) == before  # old.wav as it was, no new.wav, no temporary file

@@ -16,7 +16,7 @@ import soundfile as sf
 import preprocess
 from soundkit.configurator import configure
 from soundkit.folders import load_spectrograms
-from preprocess import PreprocessingPipeline
+from preprocess import preprocess_folder
 
 SEED = 20240611
 FUZZ_CASES = 200
@@ -144,7 +144,7 @@ def test_every_fuzz_case_is_reported_exactly_once_and_valid_ones_become_clips(fu
     folder, cases = fuzz_folder
     config = configure(vars(preprocess), [f"--audio_dir={folder}", f"--spectrograms_dir={tmp_path}",
                                           f"--long_files={long_files}", "--max_clips_per_file=4"])
-    report = PreprocessingPipeline(config).run()
+    report = preprocess_folder(config)[1]
     spectrograms, clips, _ = load_spectrograms(tmp_path)
 
     clip_files = {clip["file"] for clip in clips}

@@ -15,7 +15,6 @@ import soundfile as sf
 import generate
 from conftest import HOP_LENGTH
 
-CHROMIUM = Path("/usr/bin/chromium")
 
 # Appended to a copy of the page: waits until every <audio> knows its duration (or
 # fails) and every <img> has loaded (or failed), then writes a JSON report into the DOM.
@@ -172,15 +171,13 @@ def test_the_page_shows_the_settings_of_the_run_and_the_model_parameters(page):
 
 
 @pytest.mark.slow
-def test_in_a_real_browser_every_sound_loads_and_every_picture_renders(page, tmp_path):
-    if not CHROMIUM.exists():
-        pytest.skip(f"no headless browser at {CHROMIUM} (apt-get install chromium)")
+def test_in_a_real_browser_every_sound_loads_and_every_picture_renders(page, tmp_path, chromium):
     output, written, html, links = page
     check_page = output / "_browser_check.html"  # beside index.html, so the same relative links work
     check_page.write_text(html.replace("</body>", MISSING_AUDIO + BROWSER_PROBE + "</body>"), encoding="utf-8")
     try:
         browser = subprocess.run(
-            [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+            [str(chromium), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
              "--disable-background-networking", "--disable-component-update", "--disable-sync",
              f"--user-data-dir={tmp_path / 'profile'}", "--allow-file-access-from-files",
              "--autoplay-policy=no-user-gesture-required", "--virtual-time-budget=10000", "--dump-dom",

@@ -181,28 +181,46 @@ def test_a_nan_loss_stops_training_and_keeps_the_last_good_model(trained, tmp_pa
     assert (model_dir / "model.keras").read_bytes() == good_model
 
 
+def wait_for_epoch(state, epoch, process, seconds=120):
+    """Wait until the run writing ``state`` (checkpoint/state.json) has saved ``epoch``; return the epoch saved.
+
+    The runs stopped this way are started with far more epochs than they can train before the signal,
+    so they are always stopped mid-training; EPOCHS is not a setting a resumed run must share.
+    """
+    deadline = time.time() + seconds
+    while time.time() < deadline and process.poll() is None:
+        try:
+            if json.loads(state.read_text())["epoch"] >= epoch:
+                break
+        except (OSError, ValueError, KeyError):
+            pass  # not written yet, or caught half-replaced
+        time.sleep(0.02)
+    assert process.poll() is None, "training ended before it could be stopped"
+    return json.loads(state.read_text())["epoch"]
+
+
 @pytest.mark.slow
 def test_a_killed_training_run_resumes_where_it_stopped(tmp_path):
-    """kill -9 in the middle of epoch 3 of 6; the same command then finishes from epoch 3."""
+    """kill -9 after epoch 2 or so; the same command then finishes from the last saved epoch."""
     write_demo_drums(tmp_path / "audio", clips_per_class=4, sample_rate=SAMPLE_RATE, duration=DURATION)
     preprocess.main(preprocess_args(tmp_path / "audio", tmp_path / "spectrograms"))
     command = [sys.executable, str(ROOT / "train.py"), f"--spectrograms_dir={tmp_path / 'spectrograms'}",
-               f"--model_dir={tmp_path / 'model'}", "--epochs=6", *TINY_MODEL]
+               f"--model_dir={tmp_path / 'model'}", *TINY_MODEL]
     state = tmp_path / "model" / "checkpoint" / "state.json"
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
-        time.sleep(0.05)
+    process = subprocess.Popen(command + ["--epochs=10000"], cwd=ROOT, env=env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT)
+    wait_for_epoch(state, 2, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
     saved_epoch = json.loads(state.read_text())["epoch"]
-    assert 2 <= saved_epoch < 6, "the run was not killed mid-training"
-    finished = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    last = saved_epoch + 3
+    finished = subprocess.run(command + [f"--epochs={last}"], cwd=ROOT, env=env, capture_output=True, text=True,
+                              timeout=300)
     assert finished.returncode == 0, finished.stdout + finished.stderr
     assert f"resuming the interrupted run in {tmp_path / 'model'} after epoch {saved_epoch}" in finished.stdout
     epochs = [int(line.split(",")[0]) for line in (tmp_path / "model" / "history.csv").read_text().splitlines()[1:]]
-    assert epochs == [1, 2, 3, 4, 5, 6]  # nothing lost, nothing repeated
+    assert epochs == list(range(1, last + 1))  # nothing lost, nothing repeated
     assert not state.exists()
 
 
@@ -213,13 +231,10 @@ def test_a_model_whose_training_was_interrupted_still_generates_by_class_from_it
     preprocess.main(preprocess_args(tmp_path / "audio", tmp_path / "spectrograms"))
     model_dir = tmp_path / "model"
     command = [sys.executable, str(ROOT / "train.py"), f"--spectrograms_dir={tmp_path / 'spectrograms'}",
-               f"--model_dir={model_dir}", "--epochs=50", *TINY_MODEL]
+               f"--model_dir={model_dir}", "--epochs=10000", *TINY_MODEL]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    state = model_dir / "checkpoint" / "state.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
-        time.sleep(0.05)
+    wait_for_epoch(model_dir / "checkpoint" / "state.json", 2, process)
     process.send_signal(stop)
     process.wait(timeout=60)
     assert not (model_dir / "latent_prior.json").exists(), "training was not interrupted before it ended"
@@ -261,7 +276,9 @@ def test_inference_mode_reconstructions_are_as_good_as_the_training_loss_says(tm
 @pytest.mark.slow
 def test_with_batch_normalisation_a_small_folder_collapses_to_the_average_in_inference_mode(tmp_path):
     """The cause of that collapse, kept as a check: batch statistics lag behind with two steps an epoch."""
-    inference_mse, training_mse, mean_only_mse = inference_and_training_mse(tmp_path, "--normalization=batch")
+    # With the tutorial's transposed decoder, where the collapse was seen (a bilinear one barely learns here).
+    inference_mse, training_mse, mean_only_mse = inference_and_training_mse(tmp_path, "--normalization=batch",
+                                                                             "--decoder_upsampling=transpose")
     assert inference_mse > 2 * training_mse and inference_mse > 0.8 * mean_only_mse
 
 
@@ -275,24 +292,24 @@ def test_a_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
 
     def command(model_dir):
-        # A patience of 1 makes the plateau schedule act within these few epochs. Each epoch is 4 full
-        # batches from two shuffled passes over the training clips (3 batches would be one pass): the
-        # order of a small folder's passes survives too.
+        # A patience of 1 makes the plateau schedule act within these few epochs (with the transposed
+        # decoder, whose validation loss stalls early here). Each epoch is 4 full batches from two shuffled
+        # passes over the training clips (3 batches would be one pass): the order of a small folder's
+        # passes survives too.
         return [sys.executable, str(ROOT / "train.py"), f"--spectrograms_dir={tmp_path / 'spectrograms'}",
-                f"--model_dir={model_dir}", "--epochs=6", "--learning_rate_patience=1", "--min_steps_per_epoch=4",
-                *TINY_MODEL]
+                f"--model_dir={model_dir}", "--learning_rate_patience=1", "--min_steps_per_epoch=4",
+                "--decoder_upsampling=transpose", *TINY_MODEL]
 
-    subprocess.run(command(tmp_path / "whole"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
-    process = subprocess.Popen(command(tmp_path / "resumed"), cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL)
-    state = tmp_path / "resumed" / "checkpoint" / "state.json"
-    deadline = time.time() + 120
-    while time.time() < deadline and not (state.exists() and json.loads(state.read_text())["epoch"] >= 2):
-        time.sleep(0.02)
+    process = subprocess.Popen(command(tmp_path / "resumed") + ["--epochs=10000"], cwd=ROOT, env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    saved_epoch = wait_for_epoch(tmp_path / "resumed" / "checkpoint" / "state.json", 2, process)
     process.send_signal(signal.SIGKILL)
     process.wait()
-    assert json.loads(state.read_text())["epoch"] < 6, "the run was not killed mid-training"
-    subprocess.run(command(tmp_path / "resumed"), cwd=ROOT, env=env, check=True, capture_output=True, timeout=300)
+    last = max(6, saved_epoch + 2)  # the run is resumed, not restarted, and trains a few epochs more
+    subprocess.run(command(tmp_path / "whole") + [f"--epochs={last}"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
+    subprocess.run(command(tmp_path / "resumed") + [f"--epochs={last}"], cwd=ROOT, env=env, check=True,
+                   capture_output=True, timeout=300)
 
     def history(model_dir):
         with open(model_dir / "history.csv") as file:
@@ -300,7 +317,7 @@ def test_a_killed_and_resumed_run_ends_with_the_weights_of_an_uninterrupted_one(
         return np.array([[float(row[name]) for name in ("loss", "val_loss", "learning_rate")] for row in rows])
 
     whole, resumed = history(tmp_path / "whole"), history(tmp_path / "resumed")
-    assert whole.shape == resumed.shape == (6, 3)
+    assert whole.shape == resumed.shape == (last, 3)
     assert len(set(whole[:, 2])) > 1, "the learning rate was never halved: the schedule was not exercised"
     # TensorFlow's CPU kernels are deterministic here; a small tolerance allows for thread scheduling.
     np.testing.assert_allclose(resumed, whole, rtol=1e-4)

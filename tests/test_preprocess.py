@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from soundkit import folders
+from soundkit.saver import Saver
 from soundkit import spectrogram as spectrogram_module
 from soundkit import workers as workers_module
 import preprocess
@@ -17,7 +17,7 @@ from soundkit.configurator import configure
 from soundkit.errors import PipelineError
 from conftest import tone
 from soundkit.folders import load_spectrograms
-from preprocess import PreprocessingPipeline
+from preprocess import preprocess_folder
 from soundkit.spectrogram import Loader, LogSpectrogramExtractor, MinMaxNormaliser, Padder
 
 
@@ -25,7 +25,7 @@ def run_preprocess(audio_dir, spectrograms_dir, *extra):
     config = configure(vars(preprocess), [f"--audio_dir={audio_dir}", f"--spectrograms_dir={spectrograms_dir}",
                                           "--num_workers=1", *extra])
     preprocess.validate(config)
-    return PreprocessingPipeline(config).run()
+    return preprocess_folder(config)[1]
 
 
 @pytest.mark.parametrize("subtype", ["PCM_16", "PCM_24", "FLOAT"])
@@ -128,7 +128,8 @@ def test_pipeline_writes_spectrograms_min_max_and_parameters(audio_folder, tmp_p
     assert spectrograms.shape == (6, params["n_bins"], params["n_frames"]) == (6, 256, 1 + 11246 // 256)
     assert spectrograms.min() >= 0.0 and spectrograms.max() <= 1.0
     assert {clip["label"] for clip in clips} == {"low", "high"}
-    assert all(clip["max"] - clip["min"] == pytest.approx(80.0, abs=1e-2) for clip in clips)
+    assert all(clip["max"] - clip["min"] == pytest.approx(preprocess.TOP_DB, abs=1e-2) for clip in clips)
+    assert preprocess.TOP_DB == params["top_db"] == 80.0  # each clip keeps 80 dB below its own peak
     assert params["hop_length"] == 256 and params["sample_rate"] == 22050
     # Only safe formats: JSON that parses, an .npy that loads without pickle.
     json.loads((tmp_path / "spectrograms" / "params.json").read_text())
@@ -147,7 +148,7 @@ def test_parallel_and_serial_runs_write_identical_arrays(audio_folder, tmp_path)
     run_preprocess(audio_folder, tmp_path / "serial")
     config = configure(vars(preprocess), [f"--audio_dir={audio_folder}", f"--spectrograms_dir={tmp_path / 'parallel'}",
                                           "--num_workers=2"])
-    PreprocessingPipeline(config).run()
+    preprocess_folder(config)[1]
     serial = np.load(tmp_path / "serial" / "spectrograms.npy")
     parallel = np.load(tmp_path / "parallel" / "spectrograms.npy")
     np.testing.assert_array_equal(serial, parallel)
@@ -183,7 +184,7 @@ def test_slots_are_written_and_read_the_same_without_pwrite_and_pread(audio_fold
 
 def test_flush_falls_back_to_fsync_without_fdatasync(tmp_path, monkeypatch):
     """As on macOS, which has no fdatasync."""
-    saver = folders.Saver(tmp_path / "spectrograms")
+    saver = Saver(tmp_path / "spectrograms")
     saver.begin(n_bins=4, n_frames=3, capacity=2)
     synced = []
     monkeypatch.delattr(os, "fdatasync", raising=False)
@@ -264,7 +265,7 @@ def test_the_default_audio_folder_is_created_and_filled_with_demo_drums(tmp_path
 @pytest.mark.parametrize("workers", [1, 2])
 def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder, tmp_path, monkeypatch, workers):
     flushed_with = []  # how many slots held a spectrogram at each flush
-    real_flush = folders.Saver.flush
+    real_flush = Saver.flush
 
     def counting_flush(saver):
         data = np.frombuffer(Path(saver.scratch_path).read_bytes()[saver.offset:], dtype="<f4")
@@ -273,7 +274,7 @@ def test_spectrograms_are_flushed_to_disk_while_files_are_processed(audio_folder
         real_flush(saver)
 
     monkeypatch.setattr(preprocess, "FLUSH_EVERY", 2)
-    monkeypatch.setattr(folders.Saver, "flush", counting_flush)
+    monkeypatch.setattr(Saver, "flush", counting_flush)
     # One file per batch, so that the spectrograms written at each flush can be counted.
     run_preprocess(audio_folder, tmp_path / "flushed", f"--num_workers={workers}", "--batch_files=1")
     # 6 files: a flush after every second outcome, each after that many spectrograms were written
@@ -369,3 +370,19 @@ def test_every_clip_starts_at_its_attack():
     assert attack == pytest.approx(0.005 * rate, abs=2)  # the pre-roll, not 0.25 s of silence
     unaligned = spectrogram_module.clips_of_signal(late, {**params, "align_onsets": False})[0]
     assert np.max(np.abs(unaligned[:int(0.24 * rate)])) == 0.0
+
+
+def test_the_class_with_the_longest_sounds_keeps_its_tails(tmp_path, capsys):
+    """Each class's quantile, then the longest: 8 short hats must not cut 2 long-ringing toms."""
+    folder = tmp_path / "audio"
+    for name, rings in {"hihat": [0.2] * 8, "tom": [1.0, 1.2]}.items():
+        (folder / name).mkdir(parents=True)
+        for number, ring in enumerate(rings):
+            sf.write(folder / name / f"{name}_{number}.wav", ringing_hit(ring, 16000, 2.0), 16000)
+    run_preprocess(folder, tmp_path / "spectrograms")
+    _, _, params = load_spectrograms(tmp_path / "spectrograms")
+    everything = np.quantile([0.2] * 8 + [1.0, 1.2], 0.8)     # one quantile of all ten: 1.0 s or less
+    toms = np.quantile([1.0, 1.2], 0.8)                        # the toms' own: 1.16 s
+    assert params["duration"] == pytest.approx(toms + 0.005 + 0.005, abs=0.02) and params["duration"] > everything
+    printed = capsys.readouterr().out
+    assert "hihat 0.20 s" in printed and "tom 1.16 s" in printed and "keeps tom's tails" in printed

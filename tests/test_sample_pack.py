@@ -131,3 +131,87 @@ def test_a_new_pack_replaces_the_samples_of_the_old_one(tmp_path):
     pack = write_sample_pack(tmp_path / "pack", write_sounds(tmp_path / "b", ["snare"], 2))
     assert sorted(path.name for path in (tmp_path / "pack" / "samples").iterdir()) == ["snare_01.wav", "snare_02.wav"]
     assert lint(pack["sfz"]) == []
+
+
+# --- names from folders are not trusted -------------------------------------------------------------
+
+def distinct_sounds(folder, classes, per_class):
+    """``per_class`` WAVs of each class, no two with the same samples, under names that are safe on any disk."""
+    sounds, seed = [], 0
+    for number, label in enumerate(classes):
+        for index in range(per_class):
+            seed += 1
+            path = Path(folder) / f"class{number}_{index}.wav"
+            path.parent.mkdir(parents=True, exist_ok=True)
+            sf.write(path, np.random.default_rng(seed).standard_normal(800) * 0.1, 8000, subtype="PCM_24")
+            sounds.append((path, label))
+    return sounds
+
+
+def tree_contents(folder):
+    """Every file under ``folder`` (hidden ones too): relative path -> bytes."""
+    return {path.relative_to(folder).as_posix(): path.read_bytes()
+            for path in sorted(Path(folder).rglob("*")) if path.is_file()}
+
+
+def test_classes_that_differ_only_in_case_or_punctuation_get_sample_files_of_their_own(tmp_path):
+    sounds = distinct_sounds(tmp_path / "sounds", ["hi hat", "hi_hat", "Kick", "kick"], per_class=2)
+    pack = write_sample_pack(tmp_path / "pack", sounds)
+    names = sorted(path.name for path in (tmp_path / "pack" / "samples").iterdir())
+    assert names == ["Kick_01.wav", "Kick_02.wav", "hi_hat_01.wav", "hi_hat_02.wav", "hi_hat_2_01.wav",
+                     "hi_hat_2_02.wav", "kick_2_01.wav", "kick_2_02.wav"]
+    assert len({name.casefold() for name in names}) == 8  # one file each on macOS and Windows too
+    # Each sound, bit-exact, under its own name: none overwrote another, no temporary file is left.
+    sources = {label: [path for path, of in sounds if of == label] for label in pack["samples"]}
+    for label, copies in pack["samples"].items():
+        assert [copy.read_bytes() for copy in copies] == [source.read_bytes() for source in sources[label]]
+    assert sorted(region["sample"] for region in regions(pack["sfz"])) == names
+    assert lint(pack["sfz"]) == []
+
+
+# A class name, and how the .dspreset names its group: control characters escaped, the rest kept.
+HOSTILE_NAMES = [
+    ("kick\n<region> sample=evil.wav", r"kick\n<region> sample=evil.wav"),
+    ("kick\r<region> sample=evil.wav", r"kick\r<region> sample=evil.wav"),
+    ("kick\u2028<region> sample=evil.wav", r"kick\u2028<region> sample=evil.wav"),  # a Unicode line break
+    ("kick */ /* <region> sample=evil.wav", "kick */ /* <region> sample=evil.wav"),
+    ("kick\x00\x01\x1b[2J & <x/>", r"kick\x00\x01\x1b[2J & <x/>"),  # not even allowed in XML 1.0
+]
+
+
+@pytest.mark.parametrize("label,shown", HOSTILE_NAMES)
+def test_a_class_name_cannot_add_regions_to_the_sfz_or_break_the_dspreset(tmp_path, label, shown):
+    sounds = distinct_sounds(tmp_path / "sounds", [label, "snare"], per_class=2)
+    pack = write_sample_pack(tmp_path / "pack", sounds)
+    written = sorted(path.name for path in (tmp_path / "pack" / "samples").iterdir())
+    assert len(written) == 4
+    # The regions sfzlint reads are exactly the sounds written, on their classes' keys.
+    found = regions(pack["sfz"])
+    assert sorted(region["sample"] for region in found) == written
+    assert "evil.wav" not in {region["sample"] for region in found} and len(found) == 4
+    assert sorted(int(region["key"]) for region in found) == [36, 36, 38, 38]
+    assert lint(pack["sfz"]) == []
+    assert all(line.isprintable() for line in pack["sfz"].read_text(encoding="utf-8").split("\n"))
+    # The preset is well-formed XML whose group keeps the name, its control characters escaped.
+    groups = ElementTree.parse(pack["dspreset"]).getroot().find("groups").findall("group")
+    assert [group.get("name") for group in groups] == [shown, "snare"]
+    assert [len(group.findall("sample")) for group in groups] == [2, 2]
+    assert sorted(Path(sample.get("path")).name for group in groups for sample in group.findall("sample")) == written
+
+
+def test_a_pack_that_fails_while_copying_leaves_the_previous_pack_and_no_half_written_wav(tmp_path, monkeypatch):
+    write_sample_pack(tmp_path / "pack", distinct_sounds(tmp_path / "old", ["kick", "snare"], per_class=2))
+    before = tree_contents(tmp_path / "pack")
+    copies = []
+
+    def copy_then_fail(source, target):  # the disk fills up in the middle of the third sample
+        copies.append(target)
+        if len(copies) == 3:
+            Path(target).write_bytes(Path(source).read_bytes()[:100])
+            raise OSError(28, "No space left on device")
+        return Path(target).write_bytes(Path(source).read_bytes())
+    monkeypatch.setattr("soundkit.sample_pack.shutil.copyfile", copy_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        write_sample_pack(tmp_path / "pack", distinct_sounds(tmp_path / "new", ["clap", "kick"], per_class=2))
+    assert tree_contents(tmp_path / "pack") == before  # the old samples and instruments, and nothing else
+    assert not (tmp_path / "pack" / "samples" / "clap_01.wav").exists()

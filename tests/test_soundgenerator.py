@@ -299,3 +299,39 @@ def test_a_blurred_decoded_spectrogram_is_stretched_to_the_full_range_of_a_train
     quiet = generator.convert_spectrograms_to_audio(blurred, -90.0, -10.0)
     loud = generator.convert_spectrograms_to_audio(real, -90.0, -10.0)
     np.testing.assert_allclose(quiet, loud, atol=1e-6)  # the sound keeps the clip's dynamic range
+
+
+def decaying_noise_spectrogram(top_db=80.0, frames=40, bins=256, seconds_per_frame=HOP_LENGTH / SAMPLE_RATE):
+    """dB spectrogram of noise falling 120 dB over the clip, clamped TOP_DB below its peak as preprocessing does."""
+    rng = np.random.default_rng(3)
+    decay_db = -120.0 * np.arange(frames) / frames
+    spectrogram_db = decay_db[None, :] + 3.0 * rng.standard_normal((bins, frames))
+    return np.maximum(spectrogram_db, spectrogram_db.max() - top_db)[None].astype(np.float32)
+
+
+def tail_db(audio):
+    """Level of the last quarter of each clip, in dB below its loudest 512 samples."""
+    frames = audio[:, :len(audio[0]) // 512 * 512].reshape(len(audio), -1, 512)
+    peaks = np.abs(frames).max(axis=2)
+    return 20 * np.log10(np.maximum(peaks[:, -peaks.shape[1] // 4:].max(axis=1), 1e-20) / peaks.max(axis=1))
+
+
+def test_the_floor_gate_silences_the_clamped_floor_that_otherwise_hisses_to_the_end():
+    spectrogram_db = decaying_noise_spectrogram()
+    normalised, minima, maxima = normalise(spectrogram_db)
+    ungated = SoundGenerator(SAMPLE_RATE, FRAME_SIZE, HOP_LENGTH, floor_gate_db=0)
+    gated = SoundGenerator(SAMPLE_RATE, FRAME_SIZE, HOP_LENGTH)  # the default gate
+    hiss = tail_db(ungated.convert_spectrograms_to_audio(normalised, minima, maxima))
+    quiet = tail_db(gated.convert_spectrograms_to_audio(normalised, minima, maxima))
+    # The last quarter is over 90 dB down in truth, but its 256 clamped bins come back as a steady hiss
+    # (measured -73 dB); the gate takes it away.
+    assert -85 < hiss[0] < -60
+    assert quiet[0] < hiss[0] - 40
+
+
+def test_the_floor_gate_ramps_over_its_width_above_the_floor():
+    generator = SoundGenerator(SAMPLE_RATE, FRAME_SIZE, HOP_LENGTH, floor_gate_db=4.0)
+    spectrogram_db = np.array([[[-80.0, -79.0, -78.0, -76.0, -40.0, 0.0]]] * 1, dtype=np.float32)
+    np.testing.assert_allclose(generator.floor_gate(spectrogram_db)[0, 0], [0.0, 0.25, 0.5, 1.0, 1.0, 1.0])
+    with pytest.raises(ValueError, match="floor_gate_db must be from 0 to 40 dB, got -1"):
+        SoundGenerator(SAMPLE_RATE, FRAME_SIZE, HOP_LENGTH, floor_gate_db=-1)
