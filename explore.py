@@ -204,9 +204,7 @@ class SoundExplorer:
             raise RequestError(f"name must be text, got {shown(name)}")
         sound = self._remembered(request, "id")
         folder = Path(self.config.KEEP_DIR)
-        # Text that UTF-8 cannot hold (a lone surrogate, "\ud800", is valid JSON) made safe_name fail.
-        name = (name or "").encode("utf-8", "replace").decode("utf-8")
-        stem = safe_name(name or f"{sound['class'] or 'sound'}_{request['id']}")
+        stem = safe_name(name or f"{sound['class'] or 'sound'}_{request['id']}")  # any text, even "\ud800"
         path = folder / f"{stem}.wav"
         wav = self._wav(sound["spectrogram"], self.generator)
         with self.lock:

@@ -121,7 +121,16 @@ def printable(text):
     >>> printable(os.fsdecode(b"kick\\xff.wav"))
     'kick\\\\xff.wav'
     """
-    return os.fsencode(str(text)).decode("utf-8", "backslashreplace")
+    text = str(text)
+    try:
+        raw = os.fsencode(text)
+    except UnicodeEncodeError:  # a lone surrogate that stands for no byte (valid JSON: "\ud800")
+        raw = text.encode("utf-8", "surrogatepass")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+WINDOWS_RESERVED = frozenset(["CON", "PRN", "AUX", "NUL", *(f"COM{i}" for i in range(1, 10)),
+                              *(f"LPT{i}" for i in range(1, 10))])
 
 
 def safe_name(text, max_length=80):
@@ -130,7 +139,8 @@ def safe_name(text, max_length=80):
     Accents are kept, separators and characters that are unsafe on common file
     systems become ``_``, and names like ``..`` cannot escape. The result is at
     most ``max_length`` characters and ``MAX_NAME_BYTES`` bytes of UTF-8, never
-    empty and never starts with a dot.
+    empty, never starts with a dot, and is never a name Windows reserves
+    (``CON``, ``NUL``, ``COM1``...: an underscore is added).
 
     Examples
     --------
@@ -144,7 +154,11 @@ def safe_name(text, max_length=80):
     text = text[:max_length]
     while len(text.encode("utf-8")) > MAX_NAME_BYTES:
         text = text[:-1]
-    return text.rstrip("._") or "clip"
+    text = text.rstrip("._") or "clip"
+    base = text.split(".")[0]
+    if base.upper() in WINDOWS_RESERVED:  # CON.wav cannot be made on Windows, whatever its extension
+        text = base + "_" + text[len(base):]
+    return text
 
 
 def first_line(error):

@@ -384,6 +384,24 @@ def test_safe_name_stays_inside_its_folder(tmp_path, name):
     assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
 
 
+@pytest.mark.parametrize("name,expected", [("CON", "CON_"), ("con.wav", "con_.wav"), ("Nul", "Nul_"),
+                                           ("COM1", "COM1_"), ("lpt9.x", "lpt9_.x"), ("console", "console"),
+                                           ("COM10", "COM10")])
+def test_safe_name_never_gives_a_name_windows_reserves(name, expected):
+    assert safe_name(name) == expected
+
+
+@pytest.mark.parametrize("name", ["\ud800", "a\ud800b", "kick\udcff"])
+def test_safe_name_and_printable_take_lone_surrogates(name, tmp_path):
+    """Valid JSON can carry a lone surrogate ("\\ud800"); it must become a name, not a crash."""
+    from soundkit.fileio import printable
+
+    safe = safe_name(name)
+    assert safe and "\\" not in safe and (tmp_path / (safe + ".wav")).resolve().parent == tmp_path.resolve()
+    (tmp_path / (safe + ".wav")).write_bytes(b"")
+    assert printable(name).isprintable()
+
+
 def test_safe_name_keeps_accents_and_turns_spaces_into_underscores():
     assert safe_name("Kick drüm 01") == "Kick_drüm_01"
     assert safe_name("../../evil") == "evil"
