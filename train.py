@@ -27,6 +27,7 @@ from soundkit.training import (SpectrogramReader, TrainingCheckpoint, build_vae,
                                is_chief, make_dataset, schedule_callbacks, split_clips)
 
 import keras  # after soundkit.training, whose autoencoder import refuses a Keras backend other than TensorFlow
+from autoencoder import VAE
 
 # I/O
 SPECTROGRAMS_DIR = "data/spectrograms"
@@ -105,8 +106,6 @@ def build_or_resume(config, data, strategy, checkpoint):
     input_shape = (data.params["n_bins"], data.params["n_frames"], 1)
     with strategy.scope():
         if resumed:
-            from autoencoder import VAE  # loaded with soundkit.training already: TensorFlow is in memory
-
             model_path, state = resumed
             print(f"resuming the interrupted run in {config.MODEL_DIR} after epoch {state['epoch']}")
             return VAE.load(model_path, compile=True), state["epoch"]
@@ -138,8 +137,6 @@ def fit(config, vae, data, checkpoint, initial_epoch, replicas, chief):
 
 def fit_to_best_model(config, data):
     """After training: sort an unlabelled folder into groups, then fit the latent prior new sounds come from."""
-    from autoencoder import VAE  # loaded with soundkit.training already: TensorFlow is in memory
-
     model_dir = Path(config.MODEL_DIR)
     vae = VAE.load(model_dir / MODEL_FILE)
     clips, class_names = data.clips, data.class_names

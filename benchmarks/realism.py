@@ -40,6 +40,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from soundgenerator import DEFAULT_FLOOR_GATE_DB, SoundGenerator  # noqa: E402
 from soundkit.configurator import run_step  # noqa: E402
@@ -47,6 +48,7 @@ from soundkit.folders import load_model_folder  # noqa: E402
 from soundkit.realism import (Listener, decay_seconds, frechet_distance, frequency_ripple,  # noqa: E402
                               saturated_share)
 from soundkit.spectrogram import Loader, onset_sample, spectrogram_of_file  # noqa: E402
+from real_kit import cpu_name  # noqa: E402
 
 LISTENER_RATE, LISTENER_SECONDS = 22050, 1.5   # the listener's own analysis: log-mel, 64 bands, hop 256,
                                                 # from the attack, shorter than any clip a model of the kit makes
@@ -83,11 +85,11 @@ def clips_of(folder):
     return [(path.parent.name, path) for path in sorted(Path(folder).glob("*/*.wav"))]
 
 
-def real_sets(workdir, rate):
-    """The training and held-out clips as audio at ``rate``, with their classes."""
+def real_sets(workdir, rate, names=("train", "held_out")):
+    """The training and held-out clips (or those of ``names``) as audio at ``rate``, with their classes."""
     loader = Loader(rate)
     sets = {}
-    for name in ("train", "held_out"):
+    for name in names:
         items = clips_of(workdir / name)
         sets[name] = ([label for label, _ in items], [loader.load(path) for _, path in items],
                       [path for _, path in items])
@@ -153,11 +155,12 @@ def ratio(value, reference):
     return round(float(value / reference), 2) if reference else None
 
 
-def judge_model(model_dir, name, gate_db, workdir, listener, embed_real, real, classes):
+def judge_model(model_dir, name, gate_db, workdir, listener, embed_real, classes):
     """Every figure of one model against the held-out clips."""
     model = load_model_folder(model_dir)
     rate = model.params["sample_rate"]
-    held_labels, held_audio, held_paths = real["held_out"]
+    # The held-out clips at the model's rate: for their tails, and through the model.
+    held_labels, held_audio, held_paths = real_sets(workdir, rate, ("held_out",))["held_out"]
     spectrograms, decoded, phase_only, through_vae = through_model(model, held_paths, model.vae, gate_db)
     asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db)
     reference = embed_real["train"]
@@ -228,7 +231,7 @@ def main(argv=None):
     listener = Listener()
     listener.fit(views["train"], np.array([classes.index(c) for c in real["train"][0]]), epochs=20, seed=0)
     held_index = np.array([classes.index(c) for c in real["held_out"][0]])
-    results = {"cpu": cpu_label(), "workdir": str(workdir), "classes": classes,
+    results = {"cpu": cpu_name(), "cores": os.cpu_count(), "workdir": str(workdir), "classes": classes,
                "train_clips": len(views["train"]), "held_out_clips": len(views["held_out"]),
                "listener_held_out_accuracy": round(float(np.mean(listener.predict(views["held_out"]) == held_index)), 3),
                "models": []}
@@ -240,28 +243,11 @@ def main(argv=None):
     # the spread a set of this size and make-up has whatever made it.
     results["real_training_draws_times_floor"] = {"mean": ratio(draws_mean, floor), "std": ratio(draws_std, floor)}
     for model_dir, name, gate_db in zip(models, names, gates, strict=True):
-        rate = json.loads((Path(model_dir) / "params.json").read_text())["sample_rate"]
-        real_at_rate = real_sets(workdir, rate)  # the held-out clips at the model's rate, for their tails
-        results["models"].append(judge_model(model_dir, name, gate_db, workdir, listener, embed_real, real_at_rate,
-                                             classes))
+        results["models"].append(judge_model(model_dir, name, gate_db, workdir, listener, embed_real, classes))
     print(json.dumps(results, indent=2))
     out = ROOT / "benchmarks" / "results" / f"realism{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
-
-
-def cpu_label():
-    """The CPU's model name (lscpu), for the figures."""
-    import platform
-    import subprocess
-
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True).stdout.splitlines():
-            if line.startswith("Model name:"):
-                return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} cores)"
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 if __name__ == "__main__":

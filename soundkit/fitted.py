@@ -14,7 +14,7 @@ from soundkit import latent_space
 from soundkit.audio_folder import natural_key
 from soundkit.errors import PipelineError
 from soundkit.folders import (KNOBS_FILE, LATENT_PRIOR_FILE, check_same_parameters, clip_label_indices,
-                              generation_level, load_spectrograms, read_fitted, save_fitted, save_groups,
+                              generation_level, load_knobs, load_spectrograms, read_fitted, save_fitted, save_groups,
                               training_rows, with_model_groups)
 from soundkit.spectrogram import DESCRIPTORS_VERSION, KNOB_DESCRIPTORS, MinMaxNormaliser, sound_descriptors
 
@@ -73,9 +73,9 @@ def fit_knobs_if_missing(model, spectrograms_dir, chunk=256):
     PipelineError
         When the training clips are not there, or the knobs cannot be fitted to them.
     """
-    saved, _ = read_fitted(model.path, KNOBS_FILE, DESCRIPTORS_VERSION)
+    saved = load_knobs(model.path)
     if saved is not None:
-        return latent_space.Knobs.from_json(saved)
+        return saved
     data, clips, data_params = load_spectrograms(spectrograms_dir)
     check_same_parameters(model.params, data_params, spectrograms_dir)
     rows = training_rows(clips, model.training)

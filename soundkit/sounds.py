@@ -132,23 +132,24 @@ def similar_clips(path, model, spectrograms_dir, count):
              "distance": round(float(distances[i]), 4)} for i in order]
 
 
-def class_end(name, vae, label_names, spectrograms_dir, model_params, generation_level_db, model_dir=None):
-    """A class of the model as a morph end: the mean latent of its clips in ``spectrograms_dir``.
+def class_end(name, model, spectrograms_dir):
+    """A class of ``model`` as a morph end: the mean latent of its clips (or groups) in ``spectrograms_dir``.
 
     Without such clips, the prior's mean (the zero vector) and the training
     set's typical level stand for the class.
     """
-    label = label_names.index(name) if vae.num_classes else None  # only a conditional model takes it
+    vae = model.vae
+    label = model.classes.index(name) if vae.num_classes else None  # only a conditional model takes it
     latent = np.zeros(vae.latent_space_dim, dtype=np.float32)
-    min_db, max_db = generation_level_db["min"], generation_level_db["max"]
+    level = model.training["generation_level_db"]
+    min_db, max_db = level["min"], level["max"]
     spectrograms_dir = Path(spectrograms_dir)
     if not (spectrograms_dir / CLIPS_FILE).exists():
         print(f"morph: no clips in {spectrograms_dir}; class {name!r} starts from the prior's mean")
         return MorphEnd(name, latent, label, min_db, max_db)
     data, clips, data_params = load_spectrograms(spectrograms_dir)
-    check_same_parameters(model_params, data_params, spectrograms_dir)
-    if model_dir is not None:  # the groups of an unlabelled folder are classes too
-        clips = with_model_groups(clips, model_dir)
+    check_same_parameters(model.params, data_params, spectrograms_dir)
+    clips = with_model_groups(clips, model.path)  # the groups of an unlabelled folder are classes too
     indices = np.array([i for i, clip in enumerate(clips) if clip.get("label") == name], dtype=int)
     if len(indices) == 0:
         print(f"morph: no clips of class {name!r} in {spectrograms_dir}; it starts from the prior's mean")
@@ -179,8 +180,7 @@ def morph_end(text, setting, model, spectrograms_dir):
     """
     vae, label_names, classes = model.vae, model.decoder_classes, model.classes
     if classes and text in classes:
-        return class_end(text, vae, classes, spectrograms_dir, model.params, model.training["generation_level_db"],
-                         model.path)
+        return class_end(text, model, spectrograms_dir)
     if not Path(text).is_file():
         known = (f"this model's classes: {', '.join(classes)}" if classes
                  else "this model has no classes, so give an audio file")

@@ -260,10 +260,8 @@ class TrainingCheckpoint:
             self.best = monitored
             if self.first_save is not None:
                 remove_fitted(self.model_dir)
-                atomic_write_all({self.model_dir / MODEL_FILE: model.save, **self.first_save})
-                self.first_save = None
-            else:
-                atomic_write(self.model_dir / MODEL_FILE, model.save)
+            atomic_write_all({self.model_dir / MODEL_FILE: model.save, **(self.first_save or {})})
+            self.first_save = None
         atomic_write(self.state_dir / "last.keras", model.save)
         write_json(self.state_dir / "state.json", {
             "epoch": epoch + 1, "best": self.best, "history": self.history, "run_settings": self.run_settings,
