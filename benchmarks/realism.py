@@ -186,10 +186,10 @@ def judge_model(model_dir, name, gate_db, workdir, listener, embed_real, classes
     picture = save_picture(model, name, classes, held_labels, spectrograms, decoded, asked, regenerated,
                            ROOT / "benchmarks" / "results" / f"realism_{name}.png")
     tails = {}
-    for name in classes:
-        real_tail = np.median([decay_seconds(s, rate, TAIL_DB) for s, c in zip(held_audio, held_labels) if c == name])
-        made_tail = np.median([decay_seconds(s, rate, TAIL_DB) for s, c in zip(generated, asked) if c == name])
-        tails[name] = {"real_s": round(float(real_tail), 3), "generated_s": round(float(made_tail), 3),
+    for label in classes:  # (not ``name``: that is the model's, written below)
+        real_tail = np.median([decay_seconds(s, rate, TAIL_DB) for s, c in zip(held_audio, held_labels) if c == label])
+        made_tail = np.median([decay_seconds(s, rate, TAIL_DB) for s, c in zip(generated, asked) if c == label])
+        tails[label] = {"real_s": round(float(real_tail), 3), "generated_s": round(float(made_tail), 3),
                        "ratio": ratio(made_tail, real_tail)}
     return {
         "name": name, "model_dir": str(model_dir), "floor_gate_db": gate_db, "picture": picture.relative_to(ROOT).as_posix(),
