@@ -26,6 +26,7 @@ import numpy as np
 from soundgenerator import DEFAULT_FLOOR_GATE_DB, WAV_SUBTYPES, SoundGenerator, write_wavs
 from soundkit import listening_page
 from soundkit.configurator import configure, run_script
+from soundkit.describe import DescriptionError, as_settings, describe
 from soundkit.errors import PipelineError
 from soundkit.fileio import safe_name, write_json
 from soundkit.fitted import fit_latent_prior_if_missing
@@ -43,6 +44,7 @@ OUTPUT_DIR = "samples"
 NUM_GENERATED = 10
 NUM_RECONSTRUCTED = 5
 LABEL = ""                              # models that know classes: the class to generate ("" = every class)
+DESCRIBE = ""                           # in words, e.g. "short bright snare": sets LABEL and the knobs it names
 TEMPERATURE = 1.0                       # spread of the prior samples; lower = safer, less varied
 PRIOR = "fitted"                        # unconditional models: "fitted" (latent_prior.json) or "standard" N(0, I)
 SEED = 0
@@ -100,6 +102,18 @@ def plot_morph_strip(result, params, title, columns=8):
 def knob_settings(config):
     """{knob: standard deviations} of the knob settings (BRIGHTNESS, LENGTH, ...)."""
     return {name: getattr(config, name.upper()) for name in OFFERED_KNOBS}
+
+
+def apply_description(config, model):
+    """Set LABEL and the knobs DESCRIBE names (soundkit/describe.py), and print the choice as settings to reuse."""
+    try:
+        chosen = describe(config.DESCRIBE, model.classes)
+    except DescriptionError as error:
+        raise PipelineError(f"--describe: {error}") from None
+    config.LABEL = chosen.label or config.LABEL
+    for name, amount in chosen.knobs.items():
+        setattr(config, name.upper(), amount)
+    print(f"{config.DESCRIBE!r} means: {as_settings(config.LABEL, knob_settings(config)) or '(no class, no knob)'}")
 
 
 def generate_new(config, model, sound_generator):
@@ -249,6 +263,8 @@ def main(argv=None):
     config = configure(globals(), argv)
     validate(config)
     model = load_model_folder(config.MODEL_DIR)
+    if config.DESCRIBE:
+        apply_description(config, model)
     sound_generator = SoundGenerator.from_params(model.params, phase_method=config.PHASE_METHOD,
                                                  n_iter=config.GRIFFIN_LIM_ITERATIONS,
                                                  momentum=config.GRIFFIN_LIM_MOMENTUM,
