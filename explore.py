@@ -13,6 +13,12 @@ the current sound, made again at full quality, as a 24-bit WAV into KEEP_DIR
 (whole under a temporary name, then renamed); "Export pack" turns the kept
 sounds into a sample pack there. Ctrl-C stops it.
 
+Below, a step sequencer (soundkit/sequencer.js) plays a row per class or per
+chosen sound in a loop; "Bounce" renders bars of it in the browser and sends
+them here, written into KEEP_DIR/loops/ as a 24-bit WAV with the pattern beside
+it as a MIDI file (soundkit/pattern.py). A text box turns a description ("short
+bright snare") into a class and knob settings (soundkit/describe.py).
+
 The address it prints holds a token made afresh for each run,
 http://127.0.0.1:PORT/?token=...; the page reads it from its own address and
 sends it with every request (header X-Explorer-Token), so no other web page open
@@ -41,14 +47,16 @@ import PIL.Image
 import soundfile as sf
 
 from soundkit.configurator import configure, run_script
+from soundkit.describe import DescriptionError, describe
 from soundkit.errors import PipelineError
 from soundkit.fileio import atomic_write_all, json_writer, safe_name
 from soundkit.fitted import fit_knobs_if_missing, fit_latent_prior_if_missing
 from soundkit.folders import load_model_folder, load_spectrograms
 from soundkit.http_guard import GuardedHandler, GuardedServer, Refusal, shown
 from soundkit.latent_space import interpolate_latents, latent_pca
+from soundkit import pattern
 from soundkit.phase import DEFAULT_N_ITER
-from soundkit.sample_pack import write_sample_pack
+from soundkit.sample_pack import drum_keys, write_sample_pack
 from soundgenerator import SoundGenerator, finish_for_sampler, full_range
 from soundkit.spectrogram import OFFERED_KNOBS
 
@@ -64,15 +72,21 @@ PEAK_DBFS = -1.0
 SEED = 0
 # limits
 MAX_BODY_BYTES = 4096                   # a request is a few settings: anything larger is refused
+MAX_BOUNCE_BYTES = 16 << 20             # ... but a bounce carries its audio (8 bars at 60 BPM, 44.1 kHz: 11 MB)
 REQUEST_SECONDS = 20.0                  # a request must arrive whole (line, headers, body) within this time
 MAX_CONNECTIONS = 16                    # connections open at once; one more is answered 503 at once
 REMEMBERED_SOUNDS = 200                 # recent sounds the page can keep or vary
 
 HOST: Final = "127.0.0.1"
+PAGE_DIR: Final = Path(__file__).parent / "soundkit"  # explore.html and sequencer.js
 DIRECTIONS: Final = ("direction_1", "direction_2")  # the two main (PCA) directions of the training clips
 LIMIT: Final = 3.0                      # knobs and directions, in standard deviations
 SOUND_FIELDS: Final = ("mode", "class", "seed", "temperature", "knobs", "directions", "spread", "of", "a", "b", "t")
 KEEP_FIELDS: Final = ("id", "name")
+BOUNCE_FIELDS: Final = ("bpm", "swing", "accent_db", "bars", "rows", "audio", "name")
+LOOPS_DIR: Final = "loops"              # bounces go to KEEP_DIR/loops/, so that "Export pack" takes one-shots only
+NO_CLASS: Final = "sound"               # the name (and key) of a sound without a class, as in the sample pack
+MAX_DESCRIPTION: Final = 200            # characters of a description
 
 
 class RequestError(ValueError):
@@ -92,6 +106,7 @@ class SoundExplorer:
             self.classes = self.prior.classes
         data, clips, _ = load_spectrograms(config.SPECTROGRAMS_DIR)
         self.knobs = fit_knobs_if_missing(model, config.SPECTROGRAMS_DIR)
+        self.keys = drum_keys([*self.classes, NO_CLASS])  # a MIDI key per class, as the sample pack maps them
         rows = np.linspace(0, len(clips) - 1, min(len(clips), 2000)).astype(int)
         labels = None
         if self.vae.num_classes:
@@ -108,10 +123,14 @@ class SoundExplorer:
         self.counter = itertools.count(1)
 
     def info(self):
-        """What the page offers: classes, knobs, directions, their range, the sound's rate and length."""
+        """What the page offers: classes, knobs, directions, their range, the sound's rate and length, the MIDI
+        key of each class and the sequencer's ranges."""
         return {"classes": list(self.classes), "knobs": list(OFFERED_KNOBS), "directions": list(DIRECTIONS),
                 "limit": LIMIT, "sample_rate": self.params["sample_rate"], "seconds": self.params["duration"],
-                "model_dir": str(self.config.MODEL_DIR)}
+                "model_dir": str(self.config.MODEL_DIR), "keys": self.keys, "no_class": NO_CLASS,
+                "sequencer": {"steps": pattern.STEPS, "bpm": pattern.BPM_RANGE, "swing": pattern.SWING_RANGE,
+                              "accent_db": pattern.ACCENT_RANGE, "max_bars": pattern.MAX_BARS,
+                              "max_rows": pattern.MAX_ROWS, "velocity_exponent": pattern.VELOCITY_EXPONENT}}
 
     def _number(self, request, name, low, high, default):
         value = request.get(name, default)
@@ -205,12 +224,9 @@ class SoundExplorer:
         sound = self._remembered(request, "id")
         folder = Path(self.config.KEEP_DIR)
         stem = safe_name(name or f"{sound['class'] or 'sound'}_{request['id']}")  # any text, even "\ud800"
-        path = folder / f"{stem}.wav"
         wav = self._wav(sound["spectrogram"], self.generator)
         with self.lock:
-            number = 2
-            while path.exists():
-                path, number = folder / f"{stem}_{number}.wav", number + 1
+            path = free_path(folder, stem, (".wav",))
             # The class first: a kept WAV always has its class beside it.
             atomic_write_all({path.with_suffix(".json"): json_writer({"class": sound["class"]}),
                               path: lambda tmp_name: Path(tmp_name).write_bytes(wav)})
@@ -232,6 +248,56 @@ class SoundExplorer:
         unclassed = [{"file": path.name, "reason": reason} for path, (_, reason) in classes.items() if reason]
         return {"sfz": str(pack["sfz"]), "dspreset": str(pack["dspreset"]), "sounds": len(kept),
                 "unclassed": unclassed}
+
+
+    def description(self, request):
+        """The class and the four knobs a description asks for, and the same as settings to reuse."""
+        text = object_with(request, ("text",)).get("text")
+        if not isinstance(text, str) or len(text) > MAX_DESCRIPTION:
+            raise RequestError(f"text must be a description of at most {MAX_DESCRIPTION} characters, got {shown(text)}")
+        try:
+            chosen = describe(text, self.classes)
+        except DescriptionError as error:
+            raise RequestError(str(error)) from None
+        return {"class": chosen.label, "knobs": {name: chosen.knobs.get(name, 0.0) for name in OFFERED_KNOBS},
+                "settings": chosen.settings}
+
+    def bounce(self, request):
+        """Write the bars the page rendered as a 24-bit WAV into KEEP_DIR/loops/, and the pattern beside it as a
+        Standard MIDI File on each row's General MIDI key; returns their names. Audio louder than full scale
+        (rows adding up) is turned down to PEAK_DBFS as a whole, so the accents keep their levels."""
+        object_with(request, BOUNCE_FIELDS)
+        name, rate = request.get("name", ""), self.params["sample_rate"]
+        if not isinstance(name, str):
+            raise RequestError(f"name must be text, got {shown(name)}")
+        try:
+            loop = pattern.read_pattern(request, [*self.classes, ""])
+            audio = pattern.read_audio(request.get("audio"), pattern.loop_samples(loop.bars, loop.bpm, rate))
+        except ValueError as error:
+            raise RequestError(str(error)) from None
+        peak = float(np.max(np.abs(audio))) if len(audio) else 0.0
+        gain = min(1.0, 10 ** (self.config.PEAK_DBFS / 20) / peak) if peak > 1.0 else 1.0
+        wav = io.BytesIO()
+        sf.write(wav, audio * gain, rate, format="WAV", subtype="PCM_24")
+        keys = {label: self.keys[label or NO_CLASS] for label, _ in loop.rows}
+        stem = safe_name(name or f"loop_{loop.bpm}bpm")
+        midi = pattern.midi_file(loop, keys, stem)
+        folder = Path(self.config.KEEP_DIR) / LOOPS_DIR
+        with self.lock:
+            path = free_path(folder, stem, (".wav", ".mid"))
+            atomic_write_all({path.with_suffix(".mid"): lambda tmp_name: Path(tmp_name).write_bytes(midi),
+                              path: lambda tmp_name: Path(tmp_name).write_bytes(wav.getvalue())})
+        return {"wav": path.name, "midi": path.with_suffix(".mid").name, "folder": str(folder),
+                "samples": len(audio), "seconds": len(audio) / rate, "turned_down_db": round(-20 * np.log10(gain), 2)}
+
+
+def free_path(folder, stem, suffixes):
+    """``folder/stem`` (with the first suffix), or ``stem_2``, ``stem_3``...: the first that no file of any of the
+    ``suffixes`` holds yet, so nothing is ever overwritten."""
+    path, number = folder / f"{stem}{suffixes[0]}", 2
+    while any(path.with_suffix(suffix).exists() for suffix in suffixes):
+        path, number = folder / f"{stem}_{number}{suffixes[0]}", number + 1
+    return path
 
 
 def object_with(request, fields):
@@ -279,12 +345,16 @@ def picture(spectrogram, rows=128):
 def handler_for(explorer, page):
     """The request handler class, bound to one ``SoundExplorer`` and the page's HTML. The server's guards
     (``GuardedHandler``) have checked Host, Origin, token and Content-Type before ``do_GET``/``do_POST``."""
-    actions = {"/api/sound": explorer.make, "/api/keep": explorer.keep, "/api/export": explorer.export}
+    actions = {"/api/sound": explorer.make, "/api/keep": explorer.keep, "/api/export": explorer.export,
+               "/api/describe": explorer.description, "/api/bounce": explorer.bounce}
+    script = (PAGE_DIR / "sequencer.js").read_bytes()
 
     class ExplorerHandler(GuardedHandler):
         def do_GET(self):
             if self.url_path == "/":
                 self.reply(HTTPStatus.OK, page.encode(), "text/html; charset=utf-8")
+            elif self.url_path == "/sequencer.js":
+                self.reply(HTTPStatus.OK, script, "text/javascript; charset=utf-8")
             elif self.url_path == "/api/model":
                 self.reply(HTTPStatus.OK, explorer.info())
             else:
@@ -294,7 +364,8 @@ def handler_for(explorer, page):
             if self.url_path not in actions:
                 return self.reply(HTTPStatus.NOT_FOUND, {"error": f"no action at {self.url_path[:100]}"})
             try:
-                request = self.read_json(explorer.config.MAX_BODY_BYTES)
+                request = self.read_json(explorer.config.MAX_BOUNCE_BYTES if self.url_path == "/api/bounce"
+                                         else explorer.config.MAX_BODY_BYTES)
                 answer = actions[self.url_path](request)
             except Refusal as refusal:
                 return self.reply(refusal.status, {"error": refusal.message})
@@ -314,8 +385,9 @@ def serve(config):
 
 
 def page_html():
-    """The explorer's page: inline style and script, no fonts or files from elsewhere."""
-    return (Path(__file__).parent / "soundkit" / "explore.html").read_text(encoding="utf-8")
+    """The explorer's page: inline style and script, and the sequencer's script from this server; no fonts or
+    files from elsewhere."""
+    return (PAGE_DIR / "explore.html").read_text(encoding="utf-8")
 
 
 def validate(config):
@@ -324,9 +396,9 @@ def validate(config):
     if not (1 <= config.PREVIEW_ITERATIONS and 1 <= config.GRIFFIN_LIM_ITERATIONS):
         raise PipelineError("PREVIEW_ITERATIONS and GRIFFIN_LIM_ITERATIONS must be at least 1")
     if (config.MAX_BODY_BYTES < 256 or config.REQUEST_SECONDS <= 0 or config.MAX_CONNECTIONS < 1
-            or config.REMEMBERED_SOUNDS < 2):
+            or config.REMEMBERED_SOUNDS < 2 or config.MAX_BOUNCE_BYTES < config.MAX_BODY_BYTES):
         raise PipelineError("MAX_BODY_BYTES must be at least 256, REQUEST_SECONDS positive, MAX_CONNECTIONS "
-                            "and REMEMBERED_SOUNDS at least 1 and 2")
+                            "and REMEMBERED_SOUNDS at least 1 and 2, MAX_BOUNCE_BYTES at least MAX_BODY_BYTES")
 
 
 def main(argv=None):

@@ -42,7 +42,7 @@ TOKEN_HEADER = "X-Explorer-Token"
 MAX_DEPTH = 8                   # of nested objects and lists in a request body; the explorer's use 2
 LINGER_SECONDS = 0.5            # after the answer, how long what the client still sends is read and dropped
 DRAIN_BYTES = 1 << 16           # ... and how much of it
-PAGE_POLICY = ("default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
+PAGE_POLICY = ("default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'unsafe-inline'; img-src data:; "
                "media-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 
 

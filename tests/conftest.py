@@ -1,6 +1,8 @@
 """Shared fixtures: small audio files made on the spot, never downloaded."""
 
+import contextlib
 import os
+import threading
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -121,6 +123,25 @@ def conditional_project(tmp_path_factory):
     root = tmp_path_factory.mktemp("conditional_project")
     tiny_project(root, 4, "--conditional=true")
     return root
+
+
+@contextlib.contextmanager
+def running_explorer(project, tmp_path_factory, name, *settings):
+    """explore.py serving a private copy of a tiny project on a free port, in a thread of this process:
+    yields (address, token, the copy's root, its configuration); kept sounds go to root/kept."""
+    import explore
+    from soundkit.configurator import configure
+
+    root = copy_project(project, tmp_path_factory.mktemp(name) / "project")
+    config = configure(vars(explore), [f"--model_dir={root / 'model'}", f"--spectrograms_dir={root / 'spectrograms'}",
+                                       "--port=0", f"--keep_dir={root / 'kept'}", *settings])
+    running = explore.serve(config)
+    threading.Thread(target=running.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{running.server_address[1]}", running.token, root, config
+    finally:
+        running.shutdown()
+        running.server_close()
 
 
 def copy_project(root, destination):

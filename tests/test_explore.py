@@ -19,8 +19,6 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-import explore
-from soundkit.configurator import configure
 
 ROOT = Path(__file__).resolve().parents[1]
 TOKENS = {}  # address of a running explorer -> the token its API calls must carry
@@ -28,19 +26,12 @@ TOKENS = {}  # address of a running explorer -> the token its API calls must car
 
 @pytest.fixture(scope="module")
 def server(labelled_project, tmp_path_factory):
-    from conftest import copy_project
+    from conftest import running_explorer
 
-    root = copy_project(labelled_project[0], tmp_path_factory.mktemp("explore") / "project")
-    config = configure(vars(explore), [f"--model_dir={root / 'model'}", f"--spectrograms_dir={root / 'spectrograms'}",
-                                       "--port=0", f"--keep_dir={root / 'kept'}", "--griffin_lim_iterations=8"])
-    running = explore.serve(config)
-    thread = threading.Thread(target=running.serve_forever, daemon=True)
-    thread.start()
-    base = f"http://127.0.0.1:{running.server_address[1]}"
-    TOKENS[base] = running.token
-    yield base, root, config
-    running.shutdown()
-    running.server_close()
+    with running_explorer(labelled_project[0], tmp_path_factory, "explore", "--griffin_lim_iterations=8") as running:
+        base, token, root, config = running
+        TOKENS[base] = token
+        yield base, root, config
 
 
 def request(base, path, body=None, raw=None):

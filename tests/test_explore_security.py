@@ -288,10 +288,13 @@ def fuzz_requests(rng, ids, count, port, token):
     """``count`` (path, raw request bytes, half-close?) from a seeded generator: random JSON, the right fields
     with wrong types, deep nesting, huge and non-finite numbers, binary, bodies cut short."""
     fields = ["mode", "class", "seed", "temperature", "knobs", "directions", "spread", "of", "a", "b", "t",
-              "id", "name", "brightness", "length", "attack", "pitch", "direction_1", "", "__proto__"]
+              "id", "name", "text", "bpm", "swing", "accent_db", "bars", "rows", "audio", "steps",
+              "brightness", "length", "attack", "pitch", "direction_1", "", "__proto__"]
+    right = len(fields) - 7  # the fields of some API call
     scalars = [None, True, False, 0, -1, 1, 2 ** 31, 2 ** 63, -2 ** 80, 0.5, -0.0, 3.0, -3.0, 1e308, 5e-324,
                "", "new", "variation", "morph", "kick", "snare", "s0", "s1", "../../x", "\u0000", "\ud800",
-               "é" * 50, "x" * 300, *ids]
+               "é" * 50, "x" * 300, "short bright snare", "very", "bass drum", 60, 200, 75, 12, 16, "AAAAAA==",
+               [0] * 16, [2] * 16, *ids]
 
     def value(depth=0):
         kind = rng.random()
@@ -306,13 +309,13 @@ def fuzz_requests(rng, ids, count, port, token):
         if kind == 0:
             return json.dumps(value()).encode()
         if kind in (1, 2, 3):  # the right fields, random values
-            return json.dumps({rng.choice(fields[:13]): value(1) for _ in range(rng.randrange(1, 5))}).encode()
+            return json.dumps({rng.choice(fields[:right]): value(1) for _ in range(rng.randrange(1, 5))}).encode()
         if kind == 4:
             opener = rng.choice([b"[", b'{"a":', b'{"knobs":', b"[{}, "])
             return opener * rng.randrange(5, 1000)
         if kind == 5:
             number = rng.choice([b"1e999", b"-1e999", b"NaN", b"Infinity", b"-Infinity", b"1" * 4000, b"1e-999"])
-            return b'{"' + rng.choice(fields[:13]).encode() + b'": ' + number + b"}"
+            return b'{"' + rng.choice(fields[:right]).encode() + b'": ' + number + b"}"
         if kind == 6:
             return bytes(rng.randrange(256) for _ in range(rng.randrange(1, 300)))
         if kind == 7:
@@ -320,7 +323,7 @@ def fuzz_requests(rng, ids, count, port, token):
             return whole[:rng.randrange(len(whole))]
         return rng.choice([b"", b"{}", b"null", b"[]", b'"x"', b"0", b"\xef\xbb\xbf{}", b"{}" * 3, b"\x00" * 10])
 
-    paths = ["/api/sound", "/api/keep", "/api/export", "/api/model"]
+    paths = ["/api/sound", "/api/keep", "/api/export", "/api/model", "/api/describe", "/api/bounce"]
     for index in range(count):
         path, data = paths[index % len(paths)], body()
         cut = index % 20 == 7  # says more bytes than it sends, then stops sending

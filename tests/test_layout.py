@@ -123,6 +123,12 @@ def test_files_stay_under_500_lines_and_functions_under_80(path):
     assert long == []
 
 
+@pytest.mark.parametrize("path", sorted([*(ROOT / PACKAGE).glob("*.html"), *(ROOT / PACKAGE).glob("*.js")]),
+                         ids=lambda path: path.relative_to(ROOT).as_posix())
+def test_the_pages_and_scripts_of_the_library_stay_under_500_lines(path):
+    assert len(path.read_text(encoding="utf-8").splitlines()) <= MAX_FILE_LINES
+
+
 def test_a_long_function_is_caught(tmp_path):
     """The size rule above can fail: an 81-line function is reported."""
     body = "\n".join(f"    x{index} = {index}" for index in range(80))
