@@ -164,7 +164,7 @@ class SoundExplorer:
             raise RequestError(f"unknown class {shown(name)}; this model knows: {', '.join(self.classes) or 'none'}")
         with self.lock:  # one decoding at a time: TensorFlow already spreads one over both cores
             latent, label, name = self._latent(request, mode, name)
-            moved = latent + self.knobs.shift(knobs) + np.array([directions[d] for d in DIRECTIONS]) @ \
+            moved = latent + self.knobs.shift(knobs, name) + np.array([directions[d] for d in DIRECTIONS]) @ \
                 self.directions[:len(DIRECTIONS)]
             labels = None if label is None or not self.vae.num_classes else [label]
             spectrogram = full_range(self.vae.decode_now(moved[None], labels))

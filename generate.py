@@ -131,7 +131,7 @@ def generate_new(config, model, sound_generator):
     label_indices, label_texts = resolve_labels(config.LABEL, class_names, config.NUM_GENERATED)
     spectrograms, latents = vae.sample(config.NUM_GENERATED, label_indices, seed=config.SEED,
                                        temperature=config.TEMPERATURE, prior=prior)
-    shift = knob_shift(knob_settings(config), model, config.SPECTROGRAMS_DIR)
+    shift = knob_shift(knob_settings(config), model, config.SPECTROGRAMS_DIR, label_texts)
     if shift is not None:
         spectrograms = vae.decode(latents + shift, label_indices if vae.num_classes else None)
     level = training["generation_level_db"]
@@ -145,7 +145,7 @@ def generate_variations(config, model, sound_generator):
     """Write NUM_GENERATED variations of VARIATIONS_OF into OUTPUT_DIR/variations/; return (paths, class names)."""
     spectrograms, min_db, max_db, class_name = variations_of(
         config.VARIATIONS_OF, model, config.NUM_GENERATED, config.VARIATION_SPREAD, config.SEED,
-        knob_shift(knob_settings(config), model, config.SPECTROGRAMS_DIR))
+        knob_settings(config), config.SPECTROGRAMS_DIR)
     signals = sound_generator.convert_spectrograms_to_audio(spectrograms, min_db, max_db)
     stem = safe_name(Path(config.VARIATIONS_OF).stem)
     names = [f"{stem}_variation_{index:03d}" for index in range(config.NUM_GENERATED)]

@@ -175,8 +175,8 @@ def knob_figures(workdir, model, listener, out, per_class=10):
     for index, name in enumerate(KNOB_DESCRIPTORS):
         measured, kept = {}, {}
         for amount in (-1, 0, 1):
-            signals = generator.convert_spectrograms_to_audio(vae.decode(latents + knobs.shift({name: amount})),
-                                                              level["min"], level["max"])
+            shift = np.stack([knobs.shift({name: amount}, classes[c]) for c in asked])  # each with its class's
+            signals = generator.convert_spectrograms_to_audio(vae.decode(latents + shift), level["min"], level["max"])
             paths = write_wavs(signals, [f"{name}_{amount}_{i:03d}" for i in range(len(asked))],
                                out / name, params["sample_rate"], wav_settings)
             heard = np.stack([spectrogram_of_file(path, params)[0] for path in paths])

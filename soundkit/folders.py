@@ -301,9 +301,10 @@ def load_latent_prior(model_dir):
 
 
 def load_knobs(model_dir):
-    """The model's saved ``Knobs``, or None when it has none fitted for this model and these descriptors."""
+    """The model's saved ``Knobs``, or None when it has none fitted for this model and these descriptors
+    (or of an earlier format, without directions per class)."""
     data, _ = read_fitted(model_dir, KNOBS_FILE, DESCRIPTORS_VERSION)
-    return None if data is None else Knobs.from_json(data)
+    return None if data is None or data.get("format_version") != Knobs.FORMAT_VERSION else Knobs.from_json(data)
 
 
 def decoder_classes(vae, training):

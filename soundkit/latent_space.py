@@ -218,12 +218,23 @@ class Knobs:
 
     With classes, both are measured within each class (around the class's own
     mean), so a knob makes a snare brighter rather than turning it into a hi-hat.
+    A class with at least ``MIN_CLASS_CLIPS`` clips also gets directions of its
+    own, fitted to its clips alone (per standard deviation of its own clips):
+    what makes a snare brighter is not what makes a hi-hat brighter, and a kick's
+    pitch does not follow the direction the other classes' clips give it
+    (measured: benchmarks/README.md, "Sounds asked for in words").
+    ``shift(settings, label)`` turns a sound of class ``label`` with them.
     """
 
-    def __init__(self, names, directions, scores):
+    FORMAT_VERSION = 2       # 2: directions per class as well
+    MIN_CLASS_CLIPS = 12     # fewer clips than this: the class turns with the directions of all classes
+
+    def __init__(self, names, directions, scores, class_directions=None):
         self.names = list(names)
         self.directions = np.asarray(directions, dtype=np.float64)   # (knobs, latent_dim): per standard deviation
         self.scores = [float(score) for score in scores]              # how well the latents predict each (R^2)
+        self.class_directions = {str(label): np.asarray(value, dtype=np.float64)
+                                 for label, value in (class_directions or {}).items()}
 
     @classmethod
     def fit(cls, latent_means, descriptors, names, groups=None, ridge=1e-2):
@@ -244,28 +255,42 @@ class Knobs:
             members = groups == group
             centred[members] -= latents[members].mean(axis=0)
             values[members] -= values[members].mean(axis=0)
+        directions = _standard_directions(centred, values)                 # (knobs, latent_dim)
         spread = values.std(axis=0)
         standard = values / np.where(spread > 0, spread, 1.0)
-        directions = (standard.T @ centred) / len(latents)                # (knobs, latent_dim)
         gram = centred.T @ centred + ridge * len(latents) * np.eye(latents.shape[1])
         predicted = centred @ np.linalg.solve(gram, centred.T @ standard)
         scores = 1 - ((standard - predicted) ** 2).sum(axis=0) / np.maximum((standard ** 2).sum(axis=0), 1e-12)
-        return cls(names, directions, scores)
+        own = {str(group): _standard_directions(centred[groups == group], values[groups == group])
+               for group in np.unique(groups) if np.sum(groups == group) >= cls.MIN_CLASS_CLIPS} \
+            if len(np.unique(groups)) > 1 else {}
+        return cls(names, directions, scores, own)
 
-    def shift(self, settings):
-        """The latent step for {knob name: standard deviations}; unknown names raise ValueError."""
+    def shift(self, settings, label=None):
+        """The latent step for {knob name: standard deviations}, for a sound of class ``label`` (its own
+        directions where it has them; None or another class: those of all classes). Unknown knobs raise
+        ValueError."""
         unknown = sorted(set(settings) - set(self.names))
         if unknown:
             raise ValueError(f"unknown knob(s) {unknown}; this model has {self.names}")
         amounts = np.array([float(settings.get(name, 0.0)) for name in self.names])
-        return (amounts @ self.directions).astype(np.float32)
+        return (amounts @ self.class_directions.get(label, self.directions)).astype(np.float32)
 
     def to_json(self):
-        return {"names": self.names, "directions": self.directions.tolist(), "r2": self.scores}
+        return {"format_version": self.FORMAT_VERSION, "names": self.names, "directions": self.directions.tolist(),
+                "r2": self.scores, "class_directions": {label: value.tolist()
+                                                        for label, value in self.class_directions.items()}}
 
     @classmethod
     def from_json(cls, data):
-        return cls(data["names"], data["directions"], data["r2"])
+        return cls(data["names"], data["directions"], data["r2"], data.get("class_directions"))
+
+
+def _standard_directions(centred, values):
+    """How centred latents change per standard deviation of each (centred) descriptor: (knobs, latent_dim)."""
+    spread = values.std(axis=0)
+    standard = values / np.where(spread > 0, spread, 1.0)
+    return (standard.T @ centred) / len(centred)
 
 
 def interpolate_latents(start, end, steps, method="slerp"):

@@ -68,21 +68,28 @@ def class_of_file(path, label_names):
                         f"named after its class (one of: {', '.join(label_names)})")
 
 
-def knob_shift(settings, model, spectrograms_dir):
-    """The latent step the knob settings ({knob: standard deviations}) ask for (None when every knob is at 0)."""
+def knob_shift(settings, model, spectrograms_dir, labels=None):
+    """The latent steps the knob settings ({knob: standard deviations}) ask for, one per sound of the classes
+    ``labels`` (each turned with its class's directions), or one for any sound when ``labels`` is None.
+    None when every knob is at 0."""
     if not any(settings.values()):
         return None
-    return fit_knobs_if_missing(model, spectrograms_dir).shift(settings)
+    knobs = fit_knobs_if_missing(model, spectrograms_dir)
+    if labels is None:
+        return knobs.shift(settings)
+    return np.stack([knobs.shift(settings, label) for label in labels])
 
 
-def variations_of(path, model, count, spread, seed=0, shift=None):
+def variations_of(path, model, count, spread, seed=0, knob_settings=None, spectrograms_dir=None):
     """Decoded spectrograms of ``count`` sounds near the audio file ``path``.
 
     The file is encoded as preprocessing would make its spectrogram; each
     variation is its posterior mean plus ``spread`` times the posterior's
     standard deviation times Gaussian noise (``seed``). At spread 0 every one is
     the model's reconstruction of the file; the larger the spread, the further
-    they stray. A conditional model keeps the file's class.
+    they stray. A conditional model keeps the file's class. ``knob_settings``
+    ({knob: standard deviations}) turns them with the knobs fitted to the
+    training clips in ``spectrograms_dir``, those of the file's class.
 
     Returns
     -------
@@ -99,11 +106,12 @@ def variations_of(path, model, count, spread, seed=0, shift=None):
     mean, log_variance = vae.encode(spectrogram[np.newaxis], None if label is None else [label])
     noise = np.random.default_rng(seed).standard_normal((count, mean.shape[1]))
     latents = (mean + spread * np.exp(0.5 * log_variance) * noise).astype(np.float32)
-    if shift is not None:  # the knobs
-        latents = latents + shift
     labels = None if label is None else np.full(count, label)
     parent = Path(path).parent.name
     class_name = label_names[label] if label is not None else (parent if parent in model.classes else "")
+    shift = knob_shift(knob_settings or {}, model, spectrograms_dir, [class_name] * count)
+    if shift is not None:
+        latents = latents + shift
     return vae.decode(latents, labels), min_db, max_db, class_name
 
 

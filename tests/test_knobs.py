@@ -194,3 +194,37 @@ def test_with_classes_a_knob_follows_the_descriptor_within_each_class_not_across
     unit = within.directions[0] / np.linalg.norm(within.directions[0])
     assert unit[1] > 0.99  # within a class: the axis that makes a clip brighter
     assert np.linalg.norm(within.shift({"brightness": 1.0})) == pytest.approx(1.0, abs=0.1)
+
+
+def test_a_class_with_enough_clips_turns_with_its_own_directions():
+    """Class 0 gets brighter along the second axis, class 1 along the third: each class's own direction says so,
+    where the one of all classes mixes them. A class of fewer than MIN_CLASS_CLIPS clips has none of its own."""
+    rng = np.random.default_rng(2)
+    classes = np.repeat(["snare", "hihat", "clap"], [200, 200, Knobs.MIN_CLASS_CLIPS - 1])
+    latents = rng.standard_normal((len(classes), 3))
+    brightness = np.where(classes == "snare", latents[:, 1], latents[:, 2]) + 0.05 * rng.standard_normal(len(classes))
+    knobs = Knobs.fit(latents, brightness[:, None], ["brightness"], groups=classes)
+    assert sorted(knobs.class_directions) == ["hihat", "snare"]
+    unit = {label: knobs.shift({"brightness": 1.0}, label) / np.linalg.norm(knobs.shift({"brightness": 1.0}, label))
+            for label in ("snare", "hihat", "clap", None)}
+    assert 0.6 < unit[None][1] < 0.8 and 0.6 < unit[None][2] < 0.8  # all classes: half of each
+    assert unit["snare"][1] > 0.99 and unit["hihat"][2] > 0.99
+    snares = classes == "snare"  # its own: fitted to its clips alone
+    own = Knobs.fit(latents[snares], brightness[snares, None], ["brightness"]).directions
+    np.testing.assert_allclose(knobs.class_directions["snare"], own)
+    np.testing.assert_array_equal(unit["clap"], unit[None])
+    again = Knobs.from_json(knobs.to_json())
+    np.testing.assert_array_equal(again.shift({"brightness": -1.5}, "hihat"), knobs.shift({"brightness": -1.5}, "hihat"))
+    assert knobs.to_json()["format_version"] == Knobs.FORMAT_VERSION == 2
+
+
+def test_knobs_saved_before_directions_per_class_are_fitted_again(tmp_path):
+    from soundkit.folders import KNOBS_FILE, MODEL_FILE, load_knobs, save_fitted
+
+    (tmp_path / MODEL_FILE).write_bytes(b"a model")
+    knobs = Knobs.fit(np.random.default_rng(3).standard_normal((20, 3)), np.arange(20.0)[:, None], ["brightness"])
+    saved = {**knobs.to_json(), "descriptors_version": DESCRIPTORS_VERSION}
+    save_fitted(tmp_path, KNOBS_FILE, saved)
+    assert load_knobs(tmp_path).names == ["brightness"]
+    save_fitted(tmp_path, KNOBS_FILE, {key: value for key, value in saved.items() if key != "format_version"})
+    assert load_knobs(tmp_path) is None
