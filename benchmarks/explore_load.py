@@ -1,6 +1,7 @@
 """How fast the explorer answers: one client, then 200 requests from 4 parallel clients, on loopback.
 
     python benchmarks/explore_load.py --model_dir=W/model --spectrograms_dir=W/spectrograms
+    python benchmarks/explore_load.py --model_dir=W/model --spectrograms_dir=W/spectrograms --sequencer=true
 
 Starts ``explore.py`` as its own process, as a user would, on a free port of
 127.0.0.1, reads the address it prints (with the run's token, which every
@@ -11,10 +12,18 @@ it), then 4 clients send 50 requests each with random classes, knobs and
 directions. Every request is bounded (60 s timeout); an error is counted, never
 retried. The explorer is then stopped as Ctrl-C stops it. Prints JSON (latency
 percentiles in ms) and writes benchmarks/results/explore_load.json.
+
+With ``--sequencer=true`` the page is open all the while in a headless Chromium
+(driven as the tests drive it, tests/browser.py), a description typed in its text
+box and its sequencer playing the first beat (a row per class) at 120 BPM: the
+same figures, and how many of the notes the page scheduled came too late to
+play; a screenshot of the page playing goes to benchmarks/results/
+explorer_sequencer.png, the figures to explore_load_sequencer.json.
 """
 
 import json
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -36,6 +45,7 @@ SEQUENTIAL = 30
 CLIENTS, PER_CLIENT = 4, 50
 STARTUP_SECONDS = 300          # loading the model (and fitting its knobs the first time) before it answers
 STOP_SECONDS = 30              # after Ctrl-C, before the explorer is killed
+DESCRIPTION = "short bright snare"  # typed in the page's text box before the sequencer plays
 
 
 def api_headers(token, json_body=False):
@@ -145,6 +155,27 @@ def load(base, token, info):
     return sequential, parallel, time.perf_counter() - started
 
 
+def open_playing_page(base, token, profile):
+    """A headless Chromium on the explorer's page: a description typed in, then the sequencer playing."""
+    sys.path.insert(0, str(ROOT / "tests"))
+    from browser import Browser
+
+    browser = Browser(shutil.which("chromium") or "/usr/bin/chromium", profile)
+    browser.open(f"{base}/?token={token}")
+    browser.wait_for("typeof sequencer !== 'undefined' && sequencer.ready === true", STARTUP_SECONDS)
+    browser.evaluate(f"document.getElementById('describe').value = {json.dumps(DESCRIPTION)}; describe()")
+    browser.evaluate("sequencer.set({bpm: 120, swing: 50, accent_db: 6}); sequencer.play()")
+    return browser
+
+
+def playing_figures(browser):
+    """What the page's sequencer did during the load: passes, notes played on time and late; a screenshot."""
+    figures = browser.evaluate("({passes: sequencer.pass.index + 1, notes: sequencer.log.length, late: sequencer.late,"
+                               " described: document.getElementById('described').textContent})")
+    browser.screenshot(ROOT / "benchmarks" / "results" / "explorer_sequencer.png")
+    return figures
+
+
 def main(argv):
     from real_kit import cpu_name
 
@@ -152,11 +183,17 @@ def main(argv):
     if "--help" in argv or not {"model_dir", "spectrograms_dir"} <= set(options):
         print(__doc__)
         return None
+    playing = options.get("sequencer") == "true"
+    browser = figures = None
     with tempfile.TemporaryDirectory() as keep_dir:
         process, base, token, info = start_explorer(options["model_dir"], options["spectrograms_dir"], keep_dir)
         try:
+            browser = open_playing_page(base, token, Path(keep_dir) / "profile") if playing else None
             sequential, parallel, seconds = load(base, token, info)
+            figures = playing_figures(browser) if browser else None
         finally:
+            if browser:
+                browser.close()
             stop_explorer(process)
     results = {
         "cpu": cpu_name(), "model_dir": options["model_dir"], "sample_rate": info["sample_rate"],
@@ -167,8 +204,11 @@ def main(argv):
                          "sounds_per_second": round(len(parallel) / seconds, 2),
                          **percentiles([ms for ms, _ in parallel])},
     }
+    if playing:
+        results["sequencer_playing"] = figures
     print(json.dumps(results, indent=1))
-    (ROOT / "benchmarks" / "results" / "explore_load.json").write_text(json.dumps(results, indent=1) + "\n")
+    name = "explore_load_sequencer.json" if playing else "explore_load.json"
+    (ROOT / "benchmarks" / "results" / name).write_text(json.dumps(results, indent=1) + "\n")
     return results
 
 

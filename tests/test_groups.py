@@ -79,6 +79,11 @@ def test_an_unlabelled_folder_is_sorted_into_groups_that_then_work_as_classes(tm
                              f"--morph_to={names[-1]}", "--morph_steps=3"])
     assert [path.name for path in written["generated"]] == [f"generated_{names[0]}_{i:03d}.wav" for i in range(2)]
     assert len(written["morph"]) == 3
+    # A description names a group as it names a class ("a bit short dark-long").
+    described = generate.main([f"--model_dir={tmp_path / 'model'}", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
+                               f"--output_dir={tmp_path / 'words'}", f"--describe=a bit short {names[-1]}",
+                               "--num_generated=2", "--num_reconstructed=0", "--griffin_lim_iterations=4"])
+    assert [path.name for path in described["generated"]] == [f"generated_{names[-1]}_{i:03d}.wav" for i in range(2)]
     # --similar_to: the nearest clip of the library to one of its own files is that file, at distance 0.
     source = tmp_path / "audio" / clips[3]["file"]
     generate.main([f"--model_dir={tmp_path / 'model'}", f"--spectrograms_dir={tmp_path / 'spectrograms'}",
