@@ -31,6 +31,7 @@ from soundkit.errors import PipelineError
 from soundkit.fileio import safe_name, write_json
 from soundkit.fitted import fit_latent_prior_if_missing
 from soundkit.folders import check_same_parameters, clip_label_indices, load_model_folder, load_spectrograms
+from soundkit.latent_space import KERNEL_WIDTH as DEFAULT_KERNEL_WIDTH
 from soundkit.phase import DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config
 from soundkit.plots import FIGURE_STYLE, save_figure, spectrogram_grid
 from soundkit.sample_pack import write_sample_pack
@@ -47,6 +48,8 @@ LABEL = ""                              # models that know classes: the class to
 DESCRIBE = ""                           # in words, e.g. "short bright snare": sets LABEL and the knobs it names
 TEMPERATURE = 1.0                       # spread of the prior samples; lower = safer, less varied
 PRIOR = "fitted"                        # unconditional models: "fitted" (latent_prior.json) or "standard" N(0, I)
+KERNEL_WIDTH = DEFAULT_KERNEL_WIDTH     # fitted prior: near a training clip, moved by this x the spread within a
+                                        # class; 0 = each class's Gaussian (soundkit/latent_space.py, LatentPrior)
 SEED = 0
 # phase reconstruction
 PHASE_METHOD = DEFAULT_PHASE_METHOD     # "griffinlim" or "zero_phase" (the tutorial's, for comparison)
@@ -122,6 +125,8 @@ def generate_new(config, model, sound_generator):
     prior = None
     if config.PRIOR == "fitted" and not vae.num_classes:
         prior = fit_latent_prior_if_missing(model, config.SPECTROGRAMS_DIR)
+    if prior is not None:
+        prior.kernel_width = config.KERNEL_WIDTH
     class_names = model.decoder_classes or (prior.classes if prior else [])
     if config.LABEL and not class_names and training["classes"]:
         raise PipelineError(f"--label={config.LABEL}: this model draws the sounds of one class from its fitted "
@@ -226,6 +231,8 @@ def validate(config):
     """Refuse settings that cannot work, before any model is loaded."""
     if config.NUM_GENERATED < 0 or config.NUM_RECONSTRUCTED < 0:
         raise PipelineError("NUM_GENERATED and NUM_RECONSTRUCTED must be >= 0")
+    if config.KERNEL_WIDTH < 0:
+        raise PipelineError(f"KERNEL_WIDTH must be 0 (the Gaussians) or more, got {config.KERNEL_WIDTH}")
     if config.PRIOR not in ("fitted", "standard"):
         raise PipelineError(f"PRIOR must be 'fitted' or 'standard', got {config.PRIOR!r}")
     if bool(config.MORPH_FROM) != bool(config.MORPH_TO):

@@ -8,30 +8,63 @@ TensorFlow. ``LatentPrior`` is saved beside the model as ``latent_prior.json``
 import numpy as np
 
 
+KERNEL_WIDTH = 1.0   # new sounds near the training clips: a clip's latent, moved by this x the spread of its neighbours
+NEAR_CLIPS = 5       # ... its nearest clips of the same class
+
+
 class LatentPrior:
-    """Gaussians fitted to the latent means of the training clips: one per class, or one for all.
+    """Where the training clips lie in the latent space: one Gaussian per class (or one for all), and the
+    clips' own latent vectors.
 
     A VAE's aggregate posterior rarely fills N(0, I) evenly; drawing new latent
     vectors where the training clips actually lie gives clearer, more varied
-    sounds (ex-post density estimation), and one Gaussian per class gives sounds
-    of a requested class from an unconditional model. A class with few clips is
-    shrunk towards the within-class spread pooled over all classes, so it never
-    collapses onto copies and stays where its clips are.
-    Saved as JSON next to the model it was fitted for.
+    sounds (ex-post density estimation). Two ways to draw, per class:
+
+    - ``kernel_width > 0`` (the default, ``KERNEL_WIDTH``): a kernel density
+      estimate. Each new vector starts at the latent vector of a training clip of
+      the class, drawn at random, and moves by ``kernel_width`` times the spread
+      of its ``NEAR_CLIPS`` nearest clips of that class around it (a Gaussian
+      with their covariance). A class made of several kinds (closed and open
+      hi-hats) keeps its kinds instead of filling the space between them with
+      blends no kit holds (measured: benchmarks/README.md, "Realism");
+    - ``kernel_width = 0``: the class's Gaussian. A class with few clips is
+      shrunk towards the within-class spread pooled over all classes, so it
+      never collapses onto copies and stays where its clips are.
+
+    Saved as JSON next to the model it was fitted for (format 1, Gaussians only, is still read: it draws
+    from the Gaussians).
     """
 
-    FORMAT_VERSION = 1
+    FORMAT_VERSION = 2   # 2: the clips' latent vectors and the pooled spread as well
 
-    def __init__(self, classes, counts, means, covariances):
+    def __init__(self, classes, counts, means, covariances, members=None, member_classes=None, pooled=None):
         self.classes = list(classes)      # [] for one Gaussian over every clip
         self.counts = [int(c) for c in counts]
         self.means = np.asarray(means, dtype=np.float64)
         self.covariances = np.asarray(covariances, dtype=np.float64)
-        if not (np.all(np.isfinite(self.means)) and np.all(np.isfinite(self.covariances))):
+        self.members = None if members is None else np.asarray(members, dtype=np.float64)
+        self.member_classes = None if member_classes is None else np.asarray(member_classes, dtype=int)
+        self.pooled = None if pooled is None else np.asarray(pooled, dtype=np.float64)
+        self.kernel_width = KERNEL_WIDTH
+        arrays = [self.means, self.covariances] + [a for a in (self.members, self.pooled) if a is not None]
+        if not all(np.all(np.isfinite(array)) for array in arrays):
             raise ValueError("a latent prior needs finite means and covariances")
-        # Square roots of the covariances (eigen-decomposition: works when singular too).
-        values, vectors = np.linalg.eigh(self.covariances)
-        self.factors = vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
+        self.factors = _square_roots(self.covariances)
+        self.local_factors = None if self.members is None else self._local_factors()
+
+    def _local_factors(self):
+        """Per clip: the square root of the covariance of its NEAR_CLIPS nearest clips of the same class around
+        it (the pooled within-class covariance for a class of one clip)."""
+        covariances = np.empty((len(self.members), *self.pooled.shape))
+        for component in np.unique(self.member_classes):
+            rows = np.flatnonzero(self.member_classes == component)
+            points = self.members[rows]
+            distances = np.linalg.norm(points[:, None] - points[None], axis=2)
+            near = np.argsort(distances, axis=1)[:, 1:NEAR_CLIPS + 1]   # (the first is the clip itself)
+            for row, neighbours in zip(rows, near):
+                offsets = self.members[rows[neighbours]] - self.members[row]
+                covariances[row] = offsets.T @ offsets / len(offsets) if len(offsets) else self.pooled
+        return _square_roots(covariances)
 
     @classmethod
     def fit(cls, latent_means, labels=None, classes=()):
@@ -47,7 +80,8 @@ class LatentPrior:
         dim = latents.shape[1]
         overall = np.cov(latents, rowvar=False).reshape(dim, dim) if len(latents) > 1 else np.eye(dim)
         if labels is None or not len(classes):
-            return cls([], [len(latents)], latents.mean(axis=0)[None], overall[None])
+            return cls([], [len(latents)], latents.mean(axis=0)[None], overall[None], latents,
+                       np.zeros(len(latents), dtype=int), overall)
         labels = np.asarray(labels).reshape(-1)
         groups = [latents[labels == index] for index in range(len(classes))]
         for name, members in zip(classes, groups):
@@ -66,10 +100,13 @@ class LatentPrior:
             counts.append(len(members))
             means.append(members.mean(axis=0))
             covariances.append((1 - shrink) * own + shrink * pooled)
-        return cls(classes, counts, means, covariances)
+        return cls(classes, counts, means, covariances, latents, labels, pooled)
 
     def sample(self, count, labels=None, rng=None, temperature=1.0):
-        """``count`` latent vectors (float32); ``labels`` picks the class of each (None: every class in turn)."""
+        """``count`` latent vectors (float32); ``labels`` picks the class of each (None: every class in turn).
+
+        Drawn as ``kernel_width`` says (see the class); ``temperature`` scales the spread either way.
+        """
         rng = rng if rng is not None else np.random.default_rng(0)
         if labels is None:
             components = np.arange(count) % len(self.means)
@@ -78,18 +115,32 @@ class LatentPrior:
             if components.min() < 0 or components.max() >= len(self.means):
                 raise ValueError(f"labels must be in 0..{len(self.means) - 1}")
         noise = rng.standard_normal((count, self.means.shape[1])) * temperature
-        latents = self.means[components] + np.einsum("nij,nj->ni", self.factors[components], noise)
+        if self.kernel_width > 0 and self.members is not None:
+            starts = [rng.choice(np.flatnonzero(self.member_classes == component)) for component in components]
+            latents = self.members[starts] + self.kernel_width * np.einsum("nij,nj->ni", self.local_factors[starts], noise)
+        else:
+            latents = self.means[components] + np.einsum("nij,nj->ni", self.factors[components], noise)
         return latents.astype("float32")
 
     def to_json(self):
         return {"format_version": self.FORMAT_VERSION, "classes": self.classes, "counts": self.counts,
-                "means": self.means.tolist(), "covariances": self.covariances.tolist()}
+                "means": self.means.tolist(), "covariances": self.covariances.tolist(),
+                **({} if self.members is None else {"members": self.members.tolist(),
+                                                    "member_classes": self.member_classes.tolist(),
+                                                    "pooled": self.pooled.tolist()})}
 
     @classmethod
     def from_json(cls, data):
-        if data.get("format_version") != cls.FORMAT_VERSION:
+        if data.get("format_version") not in (1, cls.FORMAT_VERSION):
             raise ValueError(f"unknown latent prior format {data.get('format_version')!r}")
-        return cls(data["classes"], data["counts"], data["means"], data["covariances"])
+        return cls(data["classes"], data["counts"], data["means"], data["covariances"],
+                   data.get("members"), data.get("member_classes"), data.get("pooled"))
+
+
+def _square_roots(covariances):
+    """Square roots of covariance matrices (n, dim, dim), by eigen-decomposition: works when singular too."""
+    values, vectors = np.linalg.eigh(covariances)
+    return vectors * np.sqrt(np.maximum(values, 0.0))[:, None, :]
 
 
 def fit_latent_prior(vae, spectrograms, clips, train_indices, class_names):
