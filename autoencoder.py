@@ -111,12 +111,16 @@ class VAE(keras.Model):
         checkerboard, a ripple every 2 bins); "nearest" or "bilinear", upsampling
         by repeating or interpolating, then a convolution, which leaves none but
         costs 4 times as much (nearest leaves steps of 2 frames).
+    attack_frames : int
+        0: the convolutions decode every frame. N > 0: a dense head on the latent
+        vector adds to the first N frames (the attack) what the upsampling smooths
+        away: without it, decoded attacks are blurred (measured: benchmarks/README.md).
     """
 
     def __init__(self, input_shape, conv_filters, conv_kernels, conv_strides, latent_space_dim,
                  reconstruction_loss_weight=1000.0, kl_weight=1.0, num_classes=0, seed=None,
                  decoder_filters=None, latent_classes=0, latent_classifier_weight=0.0, normalization="batch",
-                 upsampling="transpose", **kwargs):
+                 upsampling="transpose", attack_frames=0, **kwargs):
         super().__init__(**kwargs)
         if not (len(conv_filters) == len(conv_kernels) == len(conv_strides)) or not conv_filters:
             raise ValueError("conv_filters, conv_kernels and conv_strides must be non-empty and of equal "
@@ -153,6 +157,9 @@ class VAE(keras.Model):
         self.upsampling_modes = modes
         self.seed = seed
 
+        self.attack_frames = int(attack_frames)
+        if not 0 <= self.attack_frames < self.input_shape_[1]:
+            raise ValueError(f"attack_frames must be between 0 and {self.input_shape_[1] - 1}, got {attack_frames}")
         self.encoder = self._build_encoder()
         self.decoder = self._build_decoder()
         self.sampling = Sampling(seed=seed, name="sampling")
@@ -241,6 +248,7 @@ class VAE(keras.Model):
             label = keras.Input(shape=(1,), dtype="int32", name="label")
             inputs.append(label)
             x = self._condition(x, label)
+        conditioned = x
         total = np.prod(self.conv_strides, axis=0)
         padded_bins, padded_frames = self.padded_shape
         bottleneck = (padded_bins // int(total[0]), padded_frames // int(total[1]), self.conv_filters[-1])
@@ -251,14 +259,24 @@ class VAE(keras.Model):
             last = index == len(layer_specs) - 1
             x = self._upsample(x, filters, kernel, stride, self.upsampling_modes[index],
                                "decoder_output" if last else f"decoder_conv_transpose_{index + 1}")
-            if last:
-                x = layers.Activation("sigmoid", dtype="float32")(x)
-            else:
+            if not last:
                 x = layers.ReLU()(x)
                 x = self._normalize(x)
         bins, frames, _ = self.input_shape_
         x = layers.Cropping2D(((0, padded_bins - bins), (0, padded_frames - frames)))(x)
+        if self.attack_frames:
+            x = layers.Add(name="body_plus_attack")([x, self._attack_head(conditioned)])
+        x = layers.Activation("sigmoid", dtype="float32")(x)
         return keras.Model(inputs if self.num_classes else latent, x, name="decoder")
+
+    def _attack_head(self, latent):
+        """What the first ``attack_frames`` frames add to the convolutions' output (before the sigmoid), from
+        the latent vector through two dense layers; zero for the later frames, and at first everywhere."""
+        bins, frames, _ = self.input_shape_
+        x = layers.Dense(256, activation="relu", name="attack_hidden")(latent)
+        x = layers.Dense(bins * self.attack_frames, kernel_initializer="zeros", name="attack_output")(x)
+        x = layers.Reshape((bins, self.attack_frames, 1))(x)
+        return layers.ZeroPadding2D(((0, 0), (0, frames - self.attack_frames)))(x)
 
     @staticmethod
     def _upsample(x, filters, kernel, stride, mode, name):
@@ -399,22 +417,15 @@ class VAE(keras.Model):
         return self.decoder.predict(inputs, batch_size=batch_size, verbose=0)
 
     def decode_now(self, latents, labels=None):
-        """``decode`` for a few latent vectors at once, answered in milliseconds.
-
-        It calls the decoder directly. ``predict`` sets up a data pipeline on every
-        call, which costs about 100 ms: right for a batch, too slow for one sound
-        in a live explorer.
-        """
+        """``decode`` for a few latent vectors, in milliseconds: it calls the decoder directly, where ``predict``
+        sets up a data pipeline on every call (about 100 ms: right for a batch, too slow for a live explorer)."""
         latents = np.asarray(latents, dtype="float32").reshape(-1, self.latent_space_dim)
         return ops.convert_to_numpy(self.decoder(self._inputs(latents, self._labels(labels, len(latents))),
                                                  training=False))
 
     def classify(self, spectrograms, batch_size=64):
         """Class probabilities from the latent classifier, for the latent means of ``spectrograms``."""
-        if not self.latent_classes:
-            raise ValueError("this VAE has no latent classifier (train with labels and LATENT_CLASSIFIER_WEIGHT > 0)")
-        mean, _ = self.encode(spectrograms, batch_size=batch_size)
-        return self.classify_latents(mean)
+        return self.classify_latents(self.encode(spectrograms, batch_size=batch_size)[0])
 
     def classify_latents(self, latents):
         """Class probabilities from the latent classifier, for latent vectors (n, latent_dim)."""
@@ -465,6 +476,7 @@ class VAE(keras.Model):
             "latent_classifier_weight": self.latent_classifier_weight,
             "normalization": self.normalization,
             "upsampling": self.upsampling,
+            "attack_frames": self.attack_frames,
             "seed": self.seed,
         }
 

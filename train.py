@@ -17,12 +17,15 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
+
 from soundkit.configurator import configure, require, run_script
 from soundkit.errors import PipelineError
 from soundkit.fitted import fit_and_save_latent_prior, sort_into_groups
-from soundkit.fileio import atomic_write_all
-from soundkit.folders import (HISTORY_FILE, MODEL_FILE, SPECTROGRAMS_FILE, load_spectrograms, model_info_writers,
-                              with_model_groups, write_model_info)
+from soundkit.adversarial import fine_tune_decoder
+from soundkit.fileio import atomic_write, atomic_write_all, write_csv
+from soundkit.folders import (ADVERSARIAL_HISTORY_FILE, HISTORY_FILE, MODEL_FILE, SPECTROGRAMS_FILE, load_spectrograms,
+                              model_info_writers, with_model_groups, write_model_info)
 from soundkit.training import (SpectrogramReader, TrainingCheckpoint, build_vae, choose_classes, choose_strategy,
                                is_chief, make_dataset, schedule_callbacks, split_clips)
 
@@ -36,6 +39,7 @@ MODEL_DIR = "models/vae"
 CONV_FILTERS = [8, 16, 32, 64, 128]     # encoder, from the input down (measured: README, "Defaults")
 DECODER_FILTERS = []                    # decoder, before its 1-channel output; [] = mirror the encoder
 DECODER_UPSAMPLING = "bilinear"         # "bilinear"/"nearest" (upsample, then convolve); "transpose" (the tutorial's: stripes)
+ATTACK_FRAMES = 4                       # a dense head adds to the first frames (the attack) what upsampling smooths away
 CONV_KERNELS = [3, 3, 3, 3, 3]
 CONV_STRIDES = [2, 2, 2, 2, 2]          # an int or [frequency, time] per layer
 LATENT_SPACE_DIM = 32
@@ -57,6 +61,11 @@ MIN_STEPS_PER_EPOCH = 6                 # a small folder is passed over several 
 EPOCHS = 150
 MAX_MINUTES = 0.0                       # stop after this much training time; 0 = no limit
 VALIDATION_FRACTION = 0.1               # clips held out (FSDD names: takes 0-4, its official test split)
+# second stage: the decoder against a patch discriminator, the encoder frozen (soundkit/adversarial.py)
+ADVERSARIAL_EPOCHS = 40                 # 0 = off
+ADVERSARIAL_WEIGHT = 100.0              # hinge loss (+ 10 x feature matching) against the MSE of the envelope
+ADVERSARIAL_LEARNING_RATE = 0.0002      # Adam, for the decoder and the discriminator
+ADVERSARIAL_PATIENCE = 10               # stop after this many epochs without texture closer to the real clips
 # system
 DISTRIBUTE = "none"                     # "none", "mirrored" (all GPUs of this machine), "multi_worker" (TF_CONFIG)
 CPU_REPLICAS = 0                        # >1: split the CPU into this many devices (to try "mirrored" without GPUs)
@@ -75,6 +84,7 @@ def validate(config):
         (len(config.CONV_FILTERS) == len(config.CONV_KERNELS) == len(config.CONV_STRIDES),
          "CONV_FILTERS, CONV_KERNELS and CONV_STRIDES must have one entry per layer, got "
          f"{len(config.CONV_FILTERS)}, {len(config.CONV_KERNELS)} and {len(config.CONV_STRIDES)}"),
+        (config.ADVERSARIAL_EPOCHS >= 0, f"ADVERSARIAL_EPOCHS must be 0 (off) or more, got {config.ADVERSARIAL_EPOCHS}"),
         (config.GROUPS >= 0, f"GROUPS must be 0 (chosen from the clips), 1 (none) or more, got {config.GROUPS}"),
         (config.LATENT_CLASSIFIER_WEIGHT >= 0,
          f"LATENT_CLASSIFIER_WEIGHT must be 0 or more, got {config.LATENT_CLASSIFIER_WEIGHT}"),
@@ -133,6 +143,35 @@ def fit(config, vae, data, checkpoint, initial_epoch, replicas, chief):
                 initial_epoch=initial_epoch, callbacks=callbacks, verbose=config.VERBOSE,
                 shuffle=False)  # the dataset shuffles itself, every epoch
     return time.perf_counter() - started
+
+
+def sharpen_decoder(config, data):
+    """Second stage (ADVERSARIAL_EPOCHS > 0): the best model's decoder against a patch discriminator.
+
+    The encoder is frozen, so the latent space stays as the first stage left it. ``model.keras`` is
+    replaced only by an epoch whose decoded validation clips come closer to the real texture.
+    """
+    model_path = Path(config.MODEL_DIR) / MODEL_FILE
+    if config.DISTRIBUTE != "none":
+        print("the second stage (ADVERSARIAL_EPOCHS) runs on one device only: skipped with DISTRIBUTE="
+              f"{config.DISTRIBUTE}")
+        return
+    vae = VAE.load(model_path)
+    watched = np.sort(data.validation if len(data.validation) else data.train)[:64]
+    validation = (data.reader.read(watched)[..., np.newaxis], None if data.labels is None else data.labels[watched])
+    train_data = make_dataset(data.reader, data.train, data.labels, config.BATCH_SIZE, shuffle=True,
+                              seed=config.SEED + 1, min_steps=config.MIN_STEPS_PER_EPOCH)
+    print(f"\nsecond stage: the decoder against a discriminator, up to {config.ADVERSARIAL_EPOCHS} epochs")
+    started = time.perf_counter()
+    check, rows = fine_tune_decoder(
+        vae, train_data, validation, save=lambda model: atomic_write(model_path, model.save),
+        epochs=config.ADVERSARIAL_EPOCHS, weight=config.ADVERSARIAL_WEIGHT,
+        learning_rate=config.ADVERSARIAL_LEARNING_RATE, patience=config.ADVERSARIAL_PATIENCE, seed=config.SEED,
+        verbose=config.VERBOSE)
+    write_csv(Path(config.MODEL_DIR) / ADVERSARIAL_HISTORY_FILE, rows)
+    kept = (f"epoch {check.best_epoch} kept (texture gap {check.start['texture_gap']:.3f} -> {check.best:.3f})"
+            if check.best_epoch else "no epoch came closer to the real texture: the first stage's decoder is kept")
+    print(f"second stage: {len(rows)} epochs in {(time.perf_counter() - started) / 60:.1f} min; {kept}")
 
 
 def fit_to_best_model(config, data):
@@ -196,6 +235,9 @@ def main(argv=None):
     elif chief:
         atomic_write_all(info)
     seconds = fit(config, vae, data, checkpoint, initial_epoch, replicas, chief)
+    if chief and config.ADVERSARIAL_EPOCHS and (Path(config.MODEL_DIR) / MODEL_FILE).exists() and len(data.train) \
+            and not checkpoint.stopped_on_nan:
+        sharpen_decoder(config, data)
     if chief and not config.CONDITIONAL and (Path(config.MODEL_DIR) / MODEL_FILE).exists() and len(data.train):
         fit_to_best_model(config, data)
     report(config, checkpoint, seconds, chief)

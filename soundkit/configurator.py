@@ -34,6 +34,9 @@ PRESETS = {
         "HOP_LENGTH": 256,
         "CONV_FILTERS": [512, 256, 128, 64, 32],
         "DECODER_FILTERS": [32, 64, 128, 256],  # the tutorial's decoder is not an exact mirror
+        "DECODER_UPSAMPLING": "transpose",
+        "ATTACK_FRAMES": 0,
+        "ADVERSARIAL_EPOCHS": 0,
         "CONV_KERNELS": [3, 3, 3, 3, 3],
         "CONV_STRIDES": [[2, 2], [2, 2], [2, 2], [2, 2], [2, 1]],
         "LATENT_SPACE_DIM": 128,

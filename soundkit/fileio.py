@@ -1,5 +1,6 @@
 """Small file helpers shared by the scripts: atomic writes, JSON, safe output names."""
 
+import csv
 import json
 import os
 import re
@@ -19,6 +20,19 @@ def atomic_write(path, write):
     either the old or the new file, never a half-written one.
     """
     return atomic_write_all({path: write})[0]
+
+
+def write_csv(path, rows):
+    """Write dicts as a CSV table, atomically: one column per key any row has (blank where a row lacks it)."""
+    names = list(dict.fromkeys(name for row in rows for name in row))
+
+    def write(tmp_name):
+        with open(tmp_name, "w", newline="") as file:
+            writer = csv.DictWriter(file, fieldnames=names)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    return atomic_write(path, write)
 
 
 def atomic_write_all(writers):

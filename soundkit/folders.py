@@ -150,6 +150,7 @@ TRAINING_FORMAT_VERSION: Final = 2             # of training.json; 1 is still re
 MODEL_FILE: Final = "model.keras"
 TRAINING_FILE: Final = "training.json"
 HISTORY_FILE: Final = "history.csv"
+ADVERSARIAL_HISTORY_FILE: Final = "history_adversarial.csv"   # the decoder's second stage, one row per epoch
 LATENT_PRIOR_FILE: Final = "latent_prior.json"
 KNOBS_FILE: Final = "knobs.json"               # the knobs' latent directions, fitted when first turned
 GROUPS_FILE: Final = "groups.json"             # an unlabelled folder sorted into groups: each clip's group

@@ -5,7 +5,6 @@ the resumable checkpoint and the callbacks.
 them from is here, so a benchmark or a test can use the same pieces.
 """
 
-import csv
 import math
 import os
 import time
@@ -21,7 +20,7 @@ import tensorflow as tf
 from autoencoder import VAE
 from soundkit.audio_folder import FSDD_NAME, natural_key
 from soundkit.errors import PipelineError
-from soundkit.fileio import atomic_write, atomic_write_all, read_json, write_json
+from soundkit.fileio import atomic_write, atomic_write_all, read_json, write_csv, write_json
 from soundkit.folders import HISTORY_FILE, MODEL_FILE, STATE_DIR, remove_fitted
 
 # The counters of ReduceLROnPlateau and EarlyStopping that a resumed run must continue from.
@@ -161,6 +160,7 @@ def build_vae(config, input_shape, num_classes, latent_classes=0):
         normalization=config.NORMALIZATION,
         upsampling=config.DECODER_UPSAMPLING.split(",") if "," in config.DECODER_UPSAMPLING
         else config.DECODER_UPSAMPLING,
+        attack_frames=config.ATTACK_FRAMES,
         seed=config.SEED,
     )
     vae.compile(optimizer=keras.optimizers.Adam(learning_rate=config.LEARNING_RATE))
@@ -271,15 +271,7 @@ class TrainingCheckpoint:
         self.write_history()
 
     def write_history(self):
-        names = list(dict.fromkeys(name for row in self.history for name in row))
-
-        def write(tmp_name):
-            with open(tmp_name, "w", newline="") as file:
-                writer = csv.DictWriter(file, fieldnames=names)
-                writer.writeheader()
-                writer.writerows(self.history)
-
-        atomic_write(self.model_dir / HISTORY_FILE, write)
+        write_csv(self.model_dir / HISTORY_FILE, self.history)
 
 
 def time_limit_callback(max_minutes):

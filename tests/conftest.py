@@ -64,7 +64,8 @@ def fsdd_dir():
 # A tiny project: synthesized drums at a low rate, small spectrograms, a tiny model.
 SAMPLE_RATE, DURATION, FRAME_SIZE, HOP_LENGTH = 8000, 0.3, 128, 32
 TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
-              "--latent_space_dim=4", "--batch_size=8", "--verbose=0"]
+              "--latent_space_dim=4", "--batch_size=8", "--adversarial_epochs=0", "--verbose=0"]
+# (the decoder's second stage has tests of its own: tests/test_adversarial.py)
 
 
 def run_preprocess(audio_dir, spectrograms_dir, *extra):

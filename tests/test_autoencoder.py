@@ -221,21 +221,46 @@ def test_latent_prior_fits_one_gaussian_per_class_and_samples_the_requested_one(
 
 
 def test_a_class_with_one_clip_is_not_copied_and_json_round_trips():
-    from soundkit.latent_space import LatentPrior
+    from soundkit.latent_space import KERNEL_WIDTH, LatentPrior
 
     latents, labels = two_clusters()
     latents, labels = np.concatenate([latents, [[0.0, 9.0]]]), np.append(labels, 2)
     prior = LatentPrior.fit(latents, labels, ["kick", "snare", "clap"])
+    prior.kernel_width = 0.0   # the Gaussians
     claps = prior.sample(500, labels=[2], rng=np.random.default_rng(0))
     # Not the single clip again, and not the spread of all clips either (that would reach the other
     # classes): the spread of clips around their own class mean, pooled (stds 0.36 and 0.36 here).
     assert np.all(claps.std(axis=0) > 0.2) and np.all(claps.std(axis=0) < 0.5)
     np.testing.assert_allclose(claps.mean(axis=0), [0.0, 9.0], atol=0.1)
+    prior.kernel_width = KERNEL_WIDTH   # near the clip, by that share of the pooled spread (it has no neighbours)
+    claps = prior.sample(500, labels=[2], rng=np.random.default_rng(0))
+    np.testing.assert_allclose(claps.std(axis=0), KERNEL_WIDTH * 0.36, rtol=0.2)
+    np.testing.assert_allclose(claps.mean(axis=0), [0.0, 9.0], atol=0.05)
     restored = LatentPrior.from_json(json.loads(json.dumps(prior.to_json())))
     np.testing.assert_array_equal(restored.sample(5, rng=np.random.default_rng(3)),
                                   prior.sample(5, rng=np.random.default_rng(3)))
     one = LatentPrior.fit(latents)  # no labels: one Gaussian over every clip
     assert one.classes == [] and len(one.means) == 1
+
+
+def test_the_kernel_prior_keeps_the_kinds_of_a_class_where_its_gaussian_blends_them():
+    """Closed and open hi-hats in one class: new ones near either kind, not halfway between."""
+    from soundkit.latent_space import KERNEL_WIDTH, LatentPrior
+
+    rng = np.random.default_rng(0)
+    kinds = np.concatenate([rng.normal([-2.0, 0.0], 0.3, (50, 2)), rng.normal([2.0, 0.0], 0.3, (50, 2))])
+    prior = LatentPrior.fit(kinds, np.zeros(100, dtype=int), ["hihat"])
+    assert prior.kernel_width == KERNEL_WIDTH > 0
+    near = prior.sample(2000, labels=[0], rng=np.random.default_rng(1))
+    prior.kernel_width = 0.0
+    blended = prior.sample(2000, labels=[0], rng=np.random.default_rng(1))
+    assert np.mean(np.abs(near[:, 0]) < 1.0) < 0.02       # between the kinds: the kernel draws hardly any
+    assert np.mean(np.abs(blended[:, 0]) < 1.0) > 0.3     # the one Gaussian, many
+    assert 0.4 < np.mean(near[:, 0] > 0) < 0.6            # both kinds, about equally
+    old = {key: value for key, value in prior.to_json().items() if key not in ("members", "member_classes", "pooled")}
+    old["format_version"] = 1                             # a prior saved before the clips were kept
+    assert LatentPrior.from_json(old).members is None
+    assert np.mean(np.abs(LatentPrior.from_json(old).sample(500, labels=[0])[:, 0]) < 1.0) > 0.3
 
 
 def test_sampling_an_unconditional_vae_from_a_fitted_prior_decodes_those_latents():
@@ -353,3 +378,29 @@ def test_a_model_file_with_code_in_it_is_refused_not_run(tmp_path):
     with pytest.raises(PipelineError, match="cannot load .*model.keras"):
         load_model_folder(folder)
     assert not marker.exists()
+
+
+def test_an_attack_head_adds_to_the_first_frames_only_and_survives_saving(tmp_path):
+    vae = tiny_vae(attack_frames=3)
+    latents = np.random.default_rng(0).standard_normal((2, 3))
+    before = vae.decode(latents)
+    head = vae.decoder.get_layer("attack_output")
+    kernel, bias = head.get_weights()
+    assert not kernel.any() and not bias.any()      # at first the head adds nothing
+    head.set_weights([np.zeros_like(kernel), np.linspace(-2, 2, bias.size).astype("float32")])
+    after = vae.decode(latents)
+    assert after.shape == (2, 32, 16, 1)
+
+    def logit(p):
+        return np.log(p / (1 - p))
+
+    added = logit(after.astype(np.float64)) - logit(before.astype(np.float64))
+    np.testing.assert_allclose(added[0, :, :3, 0], np.linspace(-2, 2, bias.size).reshape(32, 3), atol=1e-3)
+    np.testing.assert_allclose(added[1, :, :3, 0], np.linspace(-2, 2, bias.size).reshape(32, 3), atol=1e-3)
+    np.testing.assert_array_equal(after[:, :, 3:], before[:, :, 3:])
+    vae.save(tmp_path / "model.keras")
+    loaded = VAE.load(tmp_path / "model.keras")
+    assert loaded.attack_frames == 3
+    np.testing.assert_array_equal(loaded.decode(np.ones((1, 3))), vae.decode(np.ones((1, 3))))
+    with pytest.raises(ValueError, match="attack_frames must be between 0 and 15, got 16"):
+        tiny_vae(attack_frames=16)

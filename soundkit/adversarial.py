@@ -1,0 +1,233 @@
+"""The decoder's second stage: adversarial fine-tuning, once the VAE has converged.
+
+The mean squared error of the first stage averages the grain of noisy sounds
+(hi-hats, snares) into a smooth wash. Here a small patch discriminator learns to
+tell real log-spectrograms from decoded ones, and the decoder learns to fool it,
+as in the second stage of RAVE (Caillon and Esling, 2021):
+
+- the encoder is frozen, so the latent space, its prior and the knobs stay as
+  they were (an adversarial loss on the encoder would make the latent grow);
+- the decoder's loss is the first stage's weighted MSE, plus the hinge loss of
+  the discriminator on its output, plus feature matching (the L1 distance
+  between the discriminator's inner maps of the real and decoded spectrograms);
+- the discriminator sees both through the same random augmentation (a time
+  shift, a gain and a spectral tilt), so a few hundred clips are not learnt by
+  heart (as DiffAugment does for small image sets).
+
+``TextureCheck`` decides which epoch is kept: the one whose decoded validation
+clips come closest to the real ones in texture, and only while the MSE stays
+near the first stage's and no frequency ripple appears.
+"""
+
+import math
+import time
+
+import autoencoder  # noqa: F401  (first of TensorFlow's importers: it refuses a Keras backend other than TensorFlow)
+import keras
+import numpy as np
+from keras import layers, ops
+
+from soundkit.realism import frequency_ripple
+
+DISCRIMINATOR_FILTERS = (16, 32, 64, 128)   # a patch discriminator: 4x4 kernels, stride 2
+MAX_SHIFT_FRAMES = 8                        # augmentation: time shift, either way
+MAX_GAIN = 0.05                             # augmentation: offset of the normalised level
+MAX_TILT = 0.05                             # augmentation: level change from the lowest to the highest bin
+TEXTURE_BANDS = 8                           # TextureCheck: frequency bands compared
+ENVELOPE_POOL = 4                           # the MSE compares the envelope: means of 4 x 4 pixels
+MAX_MSE_GROWTH = 1.25                       # TextureCheck: envelope MSE at most this x the first stage's
+MAX_RIPPLE_GROWTH = 1.5                     # ... and the ripple at 2 and 4 bins at most this x the first stage's
+
+
+def build_discriminator(input_shape, filters=DISCRIMINATOR_FILTERS):
+    """A patch discriminator: spectrogram -> [inner maps..., a map of logits], one logit per patch."""
+    spectrogram = keras.Input(shape=input_shape, name="spectrogram")
+    x, outputs = spectrogram, []
+    for index, count in enumerate(filters):
+        x = layers.SpectralNormalization(layers.Conv2D(count, 4, strides=2, padding="same"),
+                                         name=f"discriminator_conv_{index + 1}")(x)
+        x = layers.LeakyReLU(negative_slope=0.2)(x)
+        outputs.append(x)
+    outputs.append(layers.Conv2D(1, 3, padding="same", name="discriminator_logits")(x))
+    return keras.Model(spectrogram, outputs, name="discriminator")
+
+
+def augment(real, fake, seed):
+    """The same random time shift, gain and spectral tilt for each pair (one shift per batch)."""
+    count, bins, frames = ops.shape(real)[0], real.shape[1], real.shape[2]
+    gain = keras.random.uniform((count, 1, 1, 1), -MAX_GAIN, MAX_GAIN, seed=seed)
+    ramp = ops.reshape(ops.linspace(-0.5, 0.5, bins), (1, bins, 1, 1))
+    tilt = keras.random.uniform((count, 1, 1, 1), -MAX_TILT, MAX_TILT, seed=seed) * ramp
+    start = ops.cast(keras.random.uniform((), 0, 2 * MAX_SHIFT_FRAMES + 1, seed=seed), "int32")
+
+    def moved(x):
+        padded = ops.pad(x + gain + tilt, [[0, 0], [0, 0], [MAX_SHIFT_FRAMES, MAX_SHIFT_FRAMES], [0, 0]])
+        return ops.slice(padded, [0, 0, start, 0], [count, bins, frames, 1])
+
+    return moved(real), moved(fake)
+
+
+class DecoderFineTuner(keras.Model):
+    """Trains a converged VAE's decoder against a patch discriminator; the encoder stays frozen.
+
+    Parameters
+    ----------
+    vae : autoencoder.VAE
+        The first stage's model; its decoder is changed in place.
+    adversarial_weight : float
+        Weight of the hinge loss (and, times ``feature_weight``, of feature matching)
+        against the VAE's own weighted MSE.
+    feature_weight : float
+        Weight of feature matching against the hinge loss (RAVE: 10).
+    """
+
+    def __init__(self, vae, adversarial_weight=10.0, feature_weight=10.0, seed=None, **kwargs):
+        super().__init__(**kwargs)
+        self.vae = vae
+        self.vae.encoder.trainable = False
+        self.discriminator = build_discriminator(vae.input_shape_)
+        self.adversarial_weight = float(adversarial_weight)
+        self.feature_weight = float(feature_weight)
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        names = ("reconstruction_loss", "adversarial_loss", "feature_loss", "discriminator_loss",
+                 "real_logit", "fake_logit")
+        self.trackers = {name: keras.metrics.Mean(name=name) for name in names}
+
+    def compile(self, decoder_optimizer, discriminator_optimizer):
+        super().compile()
+        self.decoder_optimizer = decoder_optimizer
+        self.discriminator_optimizer = discriminator_optimizer
+
+    @property
+    def metrics(self):
+        return list(self.trackers.values())
+
+    def _decoded(self, spectrograms, labels):
+        vae = self.vae
+        conditions = labels if vae.num_classes else None
+        mean, log_variance = vae.encoder(vae._inputs(spectrograms, conditions), training=False)
+        latent = vae.sampling([mean, ops.clip(log_variance, -20.0, 20.0)])
+        return vae.decoder(vae._inputs(latent, conditions), training=True)
+
+    def train_step(self, data):
+        import tensorflow as tf
+
+        # Labels matter here only to a conditional decoder (a latent classifier is not trained any more).
+        spectrograms, labels = (data[0], data[1] if len(data) > 1 else None) if isinstance(data, (tuple, list)) \
+            else (data, None)
+        if self.vae.num_classes and labels is None:
+            raise ValueError("this VAE is conditional: pass (spectrograms, labels)")
+        decoder_weights = self.vae.decoder.trainable_weights
+        judge_weights = self.discriminator.trainable_weights
+        with tf.GradientTape() as decoder_tape, tf.GradientTape() as judge_tape:
+            decoded = self._decoded(spectrograms, labels)
+            real = ops.cast(spectrograms, decoded.dtype)
+            real_seen, fake_seen = augment(real, decoded, self.seed_generator)
+            *real_maps, real_logits = self.discriminator(real_seen, training=True)
+            *fake_maps, fake_logits = self.discriminator(fake_seen, training=True)
+            judge_loss = ops.mean(ops.relu(1.0 - real_logits)) + ops.mean(ops.relu(1.0 + fake_logits))
+            reconstruction = ops.mean(ops.square(envelope(real) - envelope(decoded)))
+            adversarial = -ops.mean(fake_logits)
+            features = ops.mean(ops.stack([ops.mean(ops.abs(ops.stop_gradient(r) - f))
+                                           for r, f in zip(real_maps, fake_maps)]))
+            decoder_loss = (self.vae.reconstruction_loss_weight * reconstruction
+                            + self.adversarial_weight * (adversarial + self.feature_weight * features))
+        self.decoder_optimizer.apply_gradients(zip(decoder_tape.gradient(decoder_loss, decoder_weights),
+                                                   decoder_weights))
+        self.discriminator_optimizer.apply_gradients(zip(judge_tape.gradient(judge_loss, judge_weights),
+                                                         judge_weights))
+        values = (reconstruction, adversarial, features, judge_loss, ops.mean(real_logits), ops.mean(fake_logits))
+        for tracker, value in zip(self.trackers.values(), values):
+            tracker.update_state(value)
+        return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+def envelope(spectrograms, pool=ENVELOPE_POOL):
+    """Means of ``pool`` x ``pool`` pixels: the shape of a spectrogram without its grain."""
+    return ops.average_pool(spectrograms, pool, strides=pool, padding="same")
+
+
+def texture(spectrograms, bands=TEXTURE_BANDS):
+    """Mean absolute difference between neighbouring pixels (along frequency and time), per frequency band."""
+    spectrograms = np.asarray(spectrograms, dtype=np.float64)
+    along_frequency = np.abs(np.diff(spectrograms, axis=1))[:, :, :-1]
+    along_time = np.abs(np.diff(spectrograms, axis=2))[:, :-1, :]
+    contrast = (along_frequency + along_time).mean(axis=(0, 2))
+    return np.array([band.mean() for band in np.array_split(contrast, bands)])
+
+
+def texture_gap(real, decoded):
+    """How far decoded texture is from real, band by band: mean |log(decoded / real)| (0: alike)."""
+    return float(np.mean(np.abs(np.log((texture(decoded) + 1e-9) / (texture(real) + 1e-9)))))
+
+
+class TextureCheck(keras.callbacks.Callback):
+    """At each epoch end: decode the validation clips and keep the decoder if its texture is the closest yet.
+
+    An epoch is eligible while the validation MSE is at most ``MAX_MSE_GROWTH`` times
+    the first stage's and the ripple at 2 and 4 bins at most ``MAX_RIPPLE_GROWTH`` times.
+    ``save`` is called with the VAE whenever a better epoch is found; training stops
+    after ``patience`` epochs without one.
+    """
+
+    def __init__(self, vae, spectrograms, labels, save, patience=10):
+        super().__init__()
+        self.vae, self.spectrograms, self.labels, self.save = vae, np.asarray(spectrograms), labels, save
+        self.patience = patience
+        self.rows = []
+        self.start = self.measure()
+        self.best, self.best_epoch, self.waited = self.start["texture_gap"], 0, 0
+
+    def measure(self):
+        """Texture gap, MSE and ripple of the validation clips decoded from their latent means."""
+        decoded, _ = self.vae.reconstruct(self.spectrograms, self.labels if self.vae.num_classes else None)
+        decoded = np.asarray(decoded).reshape(len(decoded), *self.vae.input_shape_[:2])
+        real = self.spectrograms.reshape(decoded.shape)
+        try:
+            ripple = frequency_ripple(decoded, periods=(2, 4))
+        except ValueError:  # nothing loud enough to measure
+            ripple = {2: math.nan, 4: math.nan}
+        envelopes = [np.asarray(envelope(x[..., np.newaxis])) for x in (real, decoded)]
+        return {"texture_gap": texture_gap(real, decoded), "mse": float(np.mean((envelopes[0] - envelopes[1]) ** 2)),
+                "ripple_2": ripple[2], "ripple_4": ripple[4]}
+
+    def eligible(self, row):
+        start = self.start
+        return (row["mse"] <= MAX_MSE_GROWTH * start["mse"]
+                and all(not row[k] > MAX_RIPPLE_GROWTH * max(start[k], 1.0) for k in ("ripple_2", "ripple_4")))
+
+    def on_train_begin(self, logs=None):
+        self.started = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        seconds = round(time.perf_counter() - self.started, 1)   # (the check's own time not counted)
+        row = {"epoch": epoch + 1, **self.measure(), "seconds": seconds}
+        row["kept"] = self.eligible(row) and row["texture_gap"] < self.best
+        self.rows.append(row)
+        if row["kept"]:
+            self.best, self.best_epoch, self.waited = row["texture_gap"], epoch + 1, 0
+            self.save(self.vae)
+        else:
+            self.waited += 1
+            if self.waited >= self.patience:
+                self.model.stop_training = True
+
+
+def fine_tune_decoder(vae, train_data, validation, save, epochs, weight=10.0, learning_rate=2e-4, patience=10,
+                      seed=None, verbose=1):
+    """Run the second stage on a converged ``vae``; return TextureCheck's rows (one per epoch) and the logs.
+
+    ``train_data`` yields batches as the first stage's did; ``validation`` is (spectrograms, labels or None),
+    the clips TextureCheck decodes. ``save(vae)`` is called whenever an epoch comes closer to real texture,
+    so whatever stops this stage, the saved model is the first stage's or a better one.
+    """
+    tuner = DecoderFineTuner(vae, adversarial_weight=weight, seed=seed)
+    # Adam with a short memory of its momentum, as GANs are usually trained (beta_1 0.5, beta_2 0.9)
+    tuner.compile(keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9),
+                  keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9))
+    check = TextureCheck(vae, *validation, save=save, patience=patience)
+    history = tuner.fit(train_data, epochs=epochs, callbacks=[check], verbose=verbose, shuffle=False)
+    logs = history.history
+    rows = [{**row, **{name: float(values[index]) for name, values in logs.items()}}
+            for index, row in enumerate(check.rows)]
+    return check, rows
