@@ -64,8 +64,9 @@ def fsdd_dir():
 # A tiny project: synthesized drums at a low rate, small spectrograms, a tiny model.
 SAMPLE_RATE, DURATION, FRAME_SIZE, HOP_LENGTH = 8000, 0.3, 128, 32
 TINY_MODEL = ["--conv_filters=[4, 8]", "--conv_kernels=[3, 3]", "--conv_strides=[2, 2]",
-              "--latent_space_dim=4", "--batch_size=8", "--adversarial_epochs=0", "--verbose=0"]
-# (the decoder's second stage has tests of its own: tests/test_adversarial.py)
+              "--latent_space_dim=4", "--batch_size=8", "--adversarial_epochs=0", "--attack_frames=0", "--verbose=0"]
+# (the decoder's attack head and second stage have tests of their own: tests/test_autoencoder.py and
+# tests/test_adversarial.py, which trains with both through train.py)
 
 
 def run_preprocess(audio_dir, spectrograms_dir, *extra):

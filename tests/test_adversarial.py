@@ -95,12 +95,14 @@ def test_a_second_stage_that_blows_up_keeps_nothing_worse_than_the_first(first_s
 
 
 def test_train_runs_the_second_stage_on_the_first_stages_encoder(tmp_path):
-    """Same seed, with and without the second stage: the same encoder; its rows in history_adversarial.csv."""
+    """Same seed, with and without the second stage: the same encoder; its rows in history_adversarial.csv.
+    With the attack head, as train.py's defaults have it."""
     plain = tmp_path / "plain"
-    tiny_project(plain, 6, "--learning_rate=0.005")
+    tiny_project(plain, 6, "--learning_rate=0.005", "--attack_frames=4")
     sharpened = tmp_path / "sharpened"
-    tiny_project(sharpened, 6, "--learning_rate=0.005", "--adversarial_epochs=3", "--adversarial_patience=3")
-    assert TINY_MODEL.count("--adversarial_epochs=0") == 1   # (the later setting wins)
+    tiny_project(sharpened, 6, "--learning_rate=0.005", "--attack_frames=4", "--adversarial_epochs=3",
+                 "--adversarial_patience=3")
+    assert TINY_MODEL.count("--adversarial_epochs=0") == TINY_MODEL.count("--attack_frames=0") == 1  # (later wins)
     assert not (plain / "model" / "history_adversarial.csv").exists()
     with open(sharpened / "model" / "history_adversarial.csv", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -112,3 +114,4 @@ def test_train_runs_the_second_stage_on_the_first_stages_encoder(tmp_path):
     decoders_differ = any(not np.array_equal(x, y) for x, y in zip(a.decoder.get_weights(), b.decoder.get_weights()))
     assert decoders_differ == any(row["kept"] == "True" for row in rows)
     assert os.path.exists(sharpened / "model" / "latent_prior.json")
+    assert a.attack_frames == b.attack_frames == 4 and a.decoder.get_layer("attack_output").get_weights()[0].any()
