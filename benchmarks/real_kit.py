@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from soundkit.configurator import run_step  # noqa: E402
 from soundkit.fileio import read_json  # noqa: E402
-from soundkit.folders import HISTORY_FILE, MODEL_FILE, PARAMS_FILE, TRAINING_FILE  # noqa: E402
+from soundkit.folders import ADVERSARIAL_HISTORY_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, TRAINING_FILE  # noqa: E402
 
 DRUMS = ROOT.parent / "shared" / "data" / "drums"
 HELD_OUT_EVERY = 5                    # every fifth file of a class is held out
@@ -119,7 +119,11 @@ def conv_macs(model):
 
     total = 0
     for layer in model._flatten_layers(include_self=False):
-        if isinstance(layer, keras.layers.Conv2DTranspose):
+        if not getattr(layer, "_inbound_nodes", None):
+            continue  # a layer inside a wrapper, never called on its own: counted through the wrapper
+        if isinstance(layer, keras.layers.SpectralNormalization):
+            total += int(np.prod(layer.output.shape[1:3])) * int(np.prod(layer.layer.kernel.shape))
+        elif isinstance(layer, keras.layers.Conv2DTranspose):
             _, height, width, channels = layer.input.shape
             total += height * width * channels * int(np.prod(layer.kernel_size)) * layer.filters
         elif isinstance(layer, keras.layers.Conv2D):
@@ -295,8 +299,13 @@ def training_figures(model_dir, training_seconds):
     spectrograms_per_second = read_json(model_dir / TRAINING_FILE)["train_clips"] / float(np.median(epoch_seconds))
     matmul = matmul_flops_per_second()
     achieved = training_flops * spectrograms_per_second
+    second = second_stage_figures(model_dir, vae, matmul)
+    # The best model is the first stage's best, or the second stage's kept epoch after the whole first stage.
+    to_best = float(history[-1]["seconds"]) + second["seconds_to_kept_epoch"] if second.get("kept_epoch") \
+        else float(best["seconds"])
     return {"epochs": len(history), "training_seconds": training_seconds,
-            "best_epoch": int(best["epoch"]), "seconds_to_best_model": float(best["seconds"]),
+            "best_epoch": int(best["epoch"]), "seconds_to_best_model": round(to_best, 1),
+            "first_stage_seconds_to_best": float(best["seconds"]), "second_stage": second,
             "training_spectrograms_per_second": round(spectrograms_per_second, 1),
             "training_gflop_per_spectrogram": round(training_flops / 1e9, 3),
             "achieved_gflop_per_second": round(achieved / 1e9, 1),
@@ -304,9 +313,37 @@ def training_figures(model_dir, training_seconds):
             "utilisation_of_matmul": round(achieved / matmul, 3)}
 
 
-def results_path(subset, seed, extra):
-    """benchmarks/results/real_kit[_subset<N>_seed<S>][_<setting><value>...].json"""
-    tag = f"_subset{subset}" if subset else ""
+def second_stage_figures(model_dir, vae, matmul):
+    """The decoder's second stage (train.py's ADVERSARIAL_EPOCHS): epochs, time, FLOPs and utilisation."""
+    import csv
+
+    from soundkit.adversarial import build_discriminator
+
+    path = model_dir / ADVERSARIAL_HISTORY_FILE
+    if not path.exists():
+        return {"epochs": 0}
+    with open(path) as file:
+        rows = list(csv.DictReader(file))
+    kept = [row for row in rows if row["kept"] == "True"]
+    judge_macs = conv_macs(build_discriminator(vae.input_shape_))
+    # the frozen encoder forward; the decoder forward and back; the discriminator on real and decoded, both ways
+    flops = 2 * (conv_macs(vae.encoder) + 3 * conv_macs(vae.decoder) + 2 * 3 * judge_macs)
+    epoch_seconds = np.diff([0.0] + [float(row["seconds"]) for row in rows])
+    per_second = read_json(model_dir / TRAINING_FILE)["train_clips"] / float(np.median(epoch_seconds))
+    return {"epochs": len(rows), "kept_epoch": int(kept[-1]["epoch"]) if kept else 0,
+            "seconds": float(rows[-1]["seconds"]),
+            "seconds_to_kept_epoch": float(kept[-1]["seconds"]) if kept else 0.0,
+            "texture_gap_first_epoch_and_kept": [round(float(rows[0]["texture_gap"]), 3),
+                                       round(float(kept[-1]["texture_gap"]), 3) if kept else None],
+            "spectrograms_per_second": round(per_second, 1), "gflop_per_spectrogram": round(flops / 1e9, 3),
+            "utilisation_of_matmul": round(flops * per_second / matmul, 3)}
+
+
+def results_path(subset, seed, extra, kit=DRUMS):
+    """benchmarks/results/real_kit[_<kit>][_subset<N>_seed<S>][_<setting><value>...].json (<kit>: another --kit's
+    folder name)"""
+    tag = f"_{re.sub(r'[^A-Za-z0-9_.]+', '-', Path(kit).name)}" if Path(kit).resolve() != DRUMS.resolve() else ""
+    tag += f"_subset{subset}" if subset else ""
     tag += f"_seed{seed}" if seed else ""
     # One part per setting, with what a file name should not hold made dashes:
     # --conv_strides=[[4,2],2] -> _conv_strides-4-2-2
@@ -357,7 +394,7 @@ def main(argv):
         "workdir": str(workdir), "train_settings_changed": extra,
     }
     print(json.dumps(results, indent=2))
-    out = results_path(subset, seed, extra)
+    out = results_path(subset, seed, extra, kit)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results

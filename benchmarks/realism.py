@@ -3,6 +3,7 @@
     python benchmarks/real_kit.py --workdir=W                 # first: split the kit, train, generate
     python benchmarks/realism.py --workdir=W                  # today's model, W/model
     python benchmarks/realism.py --workdir=W --models=W/model,W/model_b   # side by side, one run
+    python benchmarks/realism.py --workdir=W --models=A,B --kernel_width=0,   # A with the Gaussian prior
 
 Reads a folder laid out by ``real_kit.py``: the kit's training clips in
 ``W/train/<class>/``, the held-out ones (every fifth file) in ``W/held_out/<class>/``,
@@ -109,12 +110,14 @@ def through_model(model, paths, vae, gate_db):
     return spectrograms, decoded, list(phase_only), None if through_vae is None else list(through_vae)
 
 
-def new_sounds(model, name, workdir, classes, gate_db):
+def new_sounds(model, name, workdir, classes, gate_db, kernel_width):
     """(classes asked for, audio, files) of the new sounds generate.py writes for every class in turn."""
     output = workdir / f"realism_{name}"
+    kernel = [f"--kernel_width={kernel_width}"] if kernel_width != "" else []
     run_step("generate.py", [f"--model_dir={model.path}", f"--spectrograms_dir={workdir / 'spectrograms'}",
                              f"--output_dir={output}", f"--num_generated={SAMPLES_PER_CLASS * len(classes)}",
-                             "--num_reconstructed=0", "--pack=false", f"--floor_gate_db={gate_db}"], capture=True)
+                             "--num_reconstructed=0", "--pack=false", f"--floor_gate_db={gate_db}", *kernel],
+             capture=True)
     paths = sorted((output / "generated").glob("*.wav"))
     loader = Loader(model.params["sample_rate"])
     return [path.stem.split("_")[1] for path in paths], [loader.load(path) for path in paths], paths
@@ -155,14 +158,14 @@ def ratio(value, reference):
     return round(float(value / reference), 2) if reference else None
 
 
-def judge_model(model_dir, name, gate_db, workdir, listener, embed_real, classes):
+def judge_model(model_dir, name, gate_db, kernel_width, workdir, listener, embed_real, classes):
     """Every figure of one model against the held-out clips."""
     model = load_model_folder(model_dir)
     rate = model.params["sample_rate"]
     # The held-out clips at the model's rate: for their tails, and through the model.
     held_labels, held_audio, held_paths = real_sets(workdir, rate, ("held_out",))["held_out"]
     spectrograms, decoded, phase_only, through_vae = through_model(model, held_paths, model.vae, gate_db)
-    asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db)
+    asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db, kernel_width)
     reference = embed_real["train"]
     wanted = {name: held_labels.count(name) for name in classes}
 
@@ -192,7 +195,9 @@ def judge_model(model_dir, name, gate_db, workdir, listener, embed_real, classes
         tails[label] = {"real_s": round(float(real_tail), 3), "generated_s": round(float(made_tail), 3),
                        "ratio": ratio(made_tail, real_tail)}
     return {
-        "name": name, "model_dir": str(model_dir), "floor_gate_db": gate_db, "picture": picture.relative_to(ROOT).as_posix(),
+        "name": name, "model_dir": str(model_dir), "floor_gate_db": gate_db,
+        "kernel_width": kernel_width if kernel_width != "" else "generate.py's default",
+        "picture": picture.relative_to(ROOT).as_posix(),
         "spectrogram": {key: model.params[key] for key in (
             "sample_rate", "duration", "frame_size", "hop_length", "n_bins", "n_frames")},
         "frechet_distance": {name: round(float(value), 2) for name, value in distances.items()},
@@ -218,6 +223,9 @@ def main(argv=None):
     parser.add_argument("--models", default="", help="comma-separated model folders (default: WORKDIR/model)")
     parser.add_argument("--floor_gate_db", default="",
                         help=f"comma-separated, one per model (default: {DEFAULT_FLOOR_GATE_DB} dB, generate.py's)")
+    parser.add_argument("--kernel_width", default="",
+                        help="comma-separated, one per model: generate.py's KERNEL_WIDTH (0: the Gaussian prior; "
+                             "default: generate.py's)")
     parser.add_argument("--names", default="", help="comma-separated, one per model (default: the folders' names)")
     parser.add_argument("--tag", default="", help="a name for the results file: realism_<tag>.json")
     args = parser.parse_args(argv)
@@ -225,6 +233,7 @@ def main(argv=None):
     models = [Path(path) for path in args.models.split(",") if path] or [workdir / "model"]
     names = [name for name in args.names.split(",") if name] or [f"{path.parent.name}_{path.name}" for path in models]
     gates = [float(value) for value in args.floor_gate_db.split(",") if value] or [DEFAULT_FLOOR_GATE_DB] * len(models)
+    kernels = args.kernel_width.split(",") if args.kernel_width else [""] * len(models)
     real = real_sets(workdir, LISTENER_RATE)
     classes = sorted(set(real["train"][0]))
     views = {name: np.stack([listener_view(signal, LISTENER_RATE) for signal in real[name][1]]) for name in real}
@@ -242,8 +251,8 @@ def main(argv=None):
     # How far the same draws of real clips lie (they are part of the reference, so this is a lower bound):
     # the spread a set of this size and make-up has whatever made it.
     results["real_training_draws_times_floor"] = {"mean": ratio(draws_mean, floor), "std": ratio(draws_std, floor)}
-    for model_dir, name, gate_db in zip(models, names, gates, strict=True):
-        results["models"].append(judge_model(model_dir, name, gate_db, workdir, listener, embed_real, classes))
+    for model_dir, name, gate_db, kernel in zip(models, names, gates, kernels, strict=True):
+        results["models"].append(judge_model(model_dir, name, gate_db, kernel, workdir, listener, embed_real, classes))
     print(json.dumps(results, indent=2))
     out = ROOT / "benchmarks" / "results" / f"realism{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")
