@@ -50,7 +50,8 @@ def second_stage_figures(model_dir):
 
 def one_run(size, seed, workroot):
     workdir = workroot / f"subset{size}_seed{seed}"
-    run_step("benchmarks/real_kit.py", [f"--subset={size}", f"--seed={seed}", f"--workdir={workdir}"])
+    # --reuse=true: a model this workdir already holds is judged again, not trained again.
+    run_step("benchmarks/real_kit.py", [f"--subset={size}", f"--seed={seed}", f"--workdir={workdir}", "--reuse=true"])
     kit = json.loads((RESULTS / f"real_kit_subset{size}{f'_seed{seed}' if seed else ''}.json").read_text())
     tag = f"subset{size}_seed{seed}"
     run_step("benchmarks/realism.py", [f"--workdir={workdir}", f"--names={tag}", f"--tag={tag}"])

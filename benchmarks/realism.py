@@ -246,11 +246,15 @@ def main(argv=None):
                "models": []}
     embed_real = {name: listener.embed(views[name]) for name in views}
     wanted = {name: real["held_out"][0].count(name) for name in classes}
-    draws_mean, draws_std = stratified_frechet(embed_real["train"], embed_real["train"], real["train"][0], wanted)
     floor = frechet_distance(embed_real["train"], embed_real["held_out"])
     # How far the same draws of real clips lie (they are part of the reference, so this is a lower bound):
-    # the spread a set of this size and make-up has whatever made it.
-    results["real_training_draws_times_floor"] = {"mean": ratio(draws_mean, floor), "std": ratio(draws_std, floor)}
+    # the spread a set of this size and make-up has whatever made it. A small folder may have fewer training
+    # clips of a class than the held-out set: then there is no such draw.
+    if all(real["train"][0].count(name) >= count for name, count in wanted.items()):
+        draws_mean, draws_std = stratified_frechet(embed_real["train"], embed_real["train"], real["train"][0], wanted)
+        results["real_training_draws_times_floor"] = {"mean": ratio(draws_mean, floor), "std": ratio(draws_std, floor)}
+    else:
+        results["real_training_draws_times_floor"] = "fewer training clips of a class than held out: not drawn"
     for model_dir, name, gate_db, kernel in zip(models, names, gates, kernels, strict=True):
         results["models"].append(judge_model(model_dir, name, gate_db, kernel, workdir, listener, embed_real, classes))
     print(json.dumps(results, indent=2))
