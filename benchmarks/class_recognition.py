@@ -3,6 +3,7 @@
     python benchmarks/class_recognition.py --spectrograms_dir=data/fsdd_spectrograms \
         --models=models/fsdd,models/fsdd_conditional
     python benchmarks/class_recognition.py --spectrograms_dir=data/spectrograms --models=models/vae
+    python benchmarks/class_recognition.py --spectrograms_dir=S --models=A,A --kernel_width=0,1   # two priors
 
 Trains a small CNN classifier on the training clips of a labelled spectrogram
 folder (the split train.py uses: FSDD's takes 5-49, or the same hashed 90% of
@@ -96,9 +97,10 @@ def judge_samples(listener, samples, level, params, requested=None):
     return result
 
 
-def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows):
+def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, kernel_width=None):
     """The listener's figures for one model: its new sounds (by class where it knows classes), its
-    N(0, I) samples when unconditional, and its reconstructions of the held-out clips."""
+    N(0, I) samples when unconditional, and its reconstructions of the held-out clips. ``kernel_width``:
+    the fitted prior's (generate.py's KERNEL_WIDTH; None: its default)."""
     _, names = listener
     model = load_model_folder(model_dir)
     vae, params = model.vae, model.params
@@ -106,6 +108,9 @@ def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows):
     level = model.training["generation_level_db"]
     result = {"conditional": bool(conditional_names)}
     prior = None if conditional_names else load_latent_prior(model_dir)
+    if prior is not None and kernel_width is not None:
+        prior.kernel_width = kernel_width
+        result["kernel_width"] = kernel_width
     model_names = conditional_names or (prior.classes if prior else [])
     if model_names:  # ask for every class in turn
         asked = np.repeat(np.arange(len(model_names)), SAMPLES_PER_CLASS)
@@ -150,8 +155,13 @@ def main(argv):
     results = {"spectrograms_dir": str(folder), "classes": names, "train_clips": len(train_rows),
                "test_clips": len(test_rows), "classifier_test_accuracy": round(accuracy, 3),
                "classifier_test_accuracy_through_phase_reconstruction": round(heard_accuracy, 3), "models": {}}
-    for model_dir in filter(None, options.get("models", "").split(",")):
-        results["models"][model_dir] = judge_model(model_dir, listener, spectrograms, clips, classes, test_rows)
+    models = list(filter(None, options.get("models", "").split(",")))
+    # --kernel_width=0,1: one per model (the same folder may come twice, with two widths)
+    widths = [float(value) for value in options["kernel_width"].split(",")] if "kernel_width" in options \
+        else [None] * len(models)
+    for model_dir, width in zip(models, widths, strict=True):
+        key = model_dir if width is None else f"{model_dir} (kernel_width {width:g})"
+        results["models"][key] = judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, width)
     print(json.dumps(results, indent=2))
     out = ROOT / "benchmarks" / "results" / f"class_recognition_{folder.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

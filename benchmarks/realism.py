@@ -110,12 +110,13 @@ def through_model(model, paths, vae, gate_db):
     return spectrograms, decoded, list(phase_only), None if through_vae is None else list(through_vae)
 
 
-def new_sounds(model, name, workdir, classes, gate_db, kernel_width):
-    """(classes asked for, audio, files) of the new sounds generate.py writes for every class in turn."""
+def new_sounds(model, name, workdir, classes, gate_db, kernel_width, per_class=SAMPLES_PER_CLASS):
+    """(classes asked for, audio, files) of the new sounds generate.py writes for every class in turn,
+    ``per_class`` of each."""
     output = workdir / f"realism_{name}"
     kernel = [f"--kernel_width={kernel_width}"] if kernel_width != "" else []
     run_step("generate.py", [f"--model_dir={model.path}", f"--spectrograms_dir={workdir / 'spectrograms'}",
-                             f"--output_dir={output}", f"--num_generated={SAMPLES_PER_CLASS * len(classes)}",
+                             f"--output_dir={output}", f"--num_generated={per_class * len(classes)}",
                              "--num_reconstructed=0", "--pack=false", f"--floor_gate_db={gate_db}", *kernel],
              capture=True)
     paths = sorted((output / "generated").glob("*.wav"))
@@ -165,9 +166,11 @@ def judge_model(model_dir, name, gate_db, kernel_width, workdir, listener, embed
     # The held-out clips at the model's rate: for their tails, and through the model.
     held_labels, held_audio, held_paths = real_sets(workdir, rate, ("held_out",))["held_out"]
     spectrograms, decoded, phase_only, through_vae = through_model(model, held_paths, model.vae, gate_db)
-    asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db, kernel_width)
-    reference = embed_real["train"]
     wanted = {name: held_labels.count(name) for name in classes}
+    # At least as many new sounds of each class as there are held-out clips of it (FSDD: 60 a digit).
+    asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db, kernel_width,
+                                                   max(SAMPLES_PER_CLASS, *wanted.values()))
+    reference = embed_real["train"]
 
     def frechet(audio, labels=None):
         """Distance from the training clips: to the held-out clips through something, or (mean, std) over draws
