@@ -66,6 +66,7 @@ ADVERSARIAL_EPOCHS = 40                 # 0 = off
 ADVERSARIAL_WEIGHT = 100.0              # hinge loss (+ 10 x feature matching) against the MSE of the envelope
 ADVERSARIAL_LEARNING_RATE = 0.0002      # Adam, for the decoder and the discriminator
 ADVERSARIAL_PATIENCE = 10               # stop after this many epochs without texture closer to the real clips
+ADVERSARIAL_RIPPLE_WEIGHT = 10000.0     # penalty on a ripple at 2 or 4 bins of the decoded spectrograms (0 = off)
 # system
 DISTRIBUTE = "none"                     # "none", "mirrored" (all GPUs of this machine), "multi_worker" (TF_CONFIG)
 CPU_REPLICAS = 0                        # >1: split the CPU into this many devices (to try "mirrored" without GPUs)
@@ -85,6 +86,8 @@ def validate(config):
          "CONV_FILTERS, CONV_KERNELS and CONV_STRIDES must have one entry per layer, got "
          f"{len(config.CONV_FILTERS)}, {len(config.CONV_KERNELS)} and {len(config.CONV_STRIDES)}"),
         (config.ADVERSARIAL_EPOCHS >= 0, f"ADVERSARIAL_EPOCHS must be 0 (off) or more, got {config.ADVERSARIAL_EPOCHS}"),
+        (config.ADVERSARIAL_RIPPLE_WEIGHT >= 0,
+         f"ADVERSARIAL_RIPPLE_WEIGHT must be 0 (off) or more, got {config.ADVERSARIAL_RIPPLE_WEIGHT}"),
         (config.GROUPS >= 0, f"GROUPS must be 0 (chosen from the clips), 1 (none) or more, got {config.GROUPS}"),
         (config.LATENT_CLASSIFIER_WEIGHT >= 0,
          f"LATENT_CLASSIFIER_WEIGHT must be 0 or more, got {config.LATENT_CLASSIFIER_WEIGHT}"),
@@ -167,7 +170,7 @@ def sharpen_decoder(config, data):
         vae, train_data, validation, save=lambda model: atomic_write(model_path, model.save),
         epochs=config.ADVERSARIAL_EPOCHS, weight=config.ADVERSARIAL_WEIGHT,
         learning_rate=config.ADVERSARIAL_LEARNING_RATE, patience=config.ADVERSARIAL_PATIENCE, seed=config.SEED,
-        verbose=config.VERBOSE)
+        verbose=config.VERBOSE, ripple_weight=config.ADVERSARIAL_RIPPLE_WEIGHT)
     write_csv(Path(config.MODEL_DIR) / ADVERSARIAL_HISTORY_FILE, rows)
     kept = (f"epoch {check.best_epoch} kept (texture gap {check.start['texture_gap']:.3f} -> {check.best:.3f})"
             if check.best_epoch else "no epoch came closer to the real texture: the first stage's decoder is kept")

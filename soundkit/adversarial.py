@@ -12,7 +12,11 @@ as in the second stage of RAVE (Caillon and Esling, 2021):
   between the discriminator's inner maps of the real and decoded spectrograms);
 - the discriminator sees both through the same random augmentation (a time
   shift, a gain and a spectral tilt), so a few hundred clips are not learnt by
-  heart (as DiffAugment does for small image sets).
+  heart (as DiffAugment does for small image sets);
+- without more, the decoder answers the discriminator with a ripple every 2 or
+  4 bins along frequency (measured: benchmarks/README.md), so ``ripple_weight``
+  penalises the power at those periods of the decoded spectra that stands above
+  the neighbouring periods' (``periodic_excess``).
 
 ``TextureCheck`` decides which epoch is kept: the one whose decoded validation
 clips come closest to the real ones in texture, and only while the MSE stays
@@ -79,10 +83,14 @@ class DecoderFineTuner(keras.Model):
         against the VAE's own weighted MSE.
     feature_weight : float
         Weight of feature matching against the hinge loss (RAVE: 10).
+    ripple_weight : float
+        Weight of ``periodic_excess`` of the decoded spectrograms (0: off).
     """
 
-    def __init__(self, vae, adversarial_weight=10.0, feature_weight=10.0, seed=None, **kwargs):
+    def __init__(self, vae, adversarial_weight=10.0, feature_weight=10.0, seed=None, ripple_weight=0.0, **kwargs):
         super().__init__(**kwargs)
+        self.ripple_weight = float(ripple_weight)
+        self.waves = periodic_waves(vae.input_shape_[0])
         self.vae = vae
         self.vae.encoder.trainable = False
         self.discriminator = build_discriminator(vae.input_shape_)
@@ -132,6 +140,8 @@ class DecoderFineTuner(keras.Model):
                                            for r, f in zip(real_maps, fake_maps)]))
             decoder_loss = (self.vae.reconstruction_loss_weight * reconstruction
                             + self.adversarial_weight * (adversarial + self.feature_weight * features))
+            if self.ripple_weight:
+                decoder_loss = decoder_loss + self.ripple_weight * periodic_excess(decoded, self.waves)
         self.decoder_optimizer.apply_gradients(zip(decoder_tape.gradient(decoder_loss, decoder_weights),
                                                    decoder_weights))
         self.discriminator_optimizer.apply_gradients(zip(judge_tape.gradient(judge_loss, judge_weights),
@@ -140,6 +150,36 @@ class DecoderFineTuner(keras.Model):
         for tracker, value in zip(self.trackers.values(), values):
             tracker.update_state(value)
         return {name: tracker.result() for name, tracker in self.trackers.items()}
+
+
+RIPPLE_NEIGHBOURS = 4                       # DFT indices each side a ripple's power is compared with
+
+
+def periodic_waves(bins, periods=(2, 4)):
+    """Cosine and sine waves along frequency at each period's DFT index and its neighbours: (bins, waves),
+    with the index of each wave's period group (0: the peak, 1: its neighbours) per period."""
+    k, columns, groups = np.arange(bins), [], []
+    for number, period in enumerate(periods):
+        peak = bins // period
+        above = range(peak + 1, min(peak + RIPPLE_NEIGHBOURS + 1, bins // 2 + 1))
+        for index in [peak, *range(peak - RIPPLE_NEIGHBOURS, peak), *above]:
+            for wave in (np.cos, np.sin):
+                columns.append(wave(2 * np.pi * index * k / bins))
+                groups.append(2 * number + (index != peak))
+    return (np.stack(columns, axis=1) / np.sqrt(bins)).astype("float32"), np.array(groups)
+
+
+def periodic_excess(spectrograms, waves):
+    """Per period, how much the power at its DFT index stands above its neighbours' mean (0 if not)."""
+    matrix, groups = waves
+    power = ops.mean(ops.square(ops.einsum("bkf,kw->bfw", spectrograms[..., 0], matrix)), axis=(0, 1))
+    excess = []
+    for number in range(int(groups.max()) // 2 + 1):
+        peak = ops.sum(ops.take(power, np.flatnonzero(groups == 2 * number)))
+        around = ops.sum(ops.take(power, np.flatnonzero(groups == 2 * number + 1))) / float(max(
+            1, np.sum(groups == 2 * number + 1) // 2))
+        excess.append(ops.relu(peak - around))
+    return ops.sum(ops.stack(excess))
 
 
 def envelope(spectrograms, pool=ENVELOPE_POOL):
@@ -214,14 +254,14 @@ class TextureCheck(keras.callbacks.Callback):
 
 
 def fine_tune_decoder(vae, train_data, validation, save, epochs, weight=10.0, learning_rate=2e-4, patience=10,
-                      seed=None, verbose=1):
+                      seed=None, verbose=1, ripple_weight=0.0):
     """Run the second stage on a converged ``vae``; return TextureCheck's rows (one per epoch) and the logs.
 
     ``train_data`` yields batches as the first stage's did; ``validation`` is (spectrograms, labels or None),
     the clips TextureCheck decodes. ``save(vae)`` is called whenever an epoch comes closer to real texture,
     so whatever stops this stage, the saved model is the first stage's or a better one.
     """
-    tuner = DecoderFineTuner(vae, adversarial_weight=weight, seed=seed)
+    tuner = DecoderFineTuner(vae, adversarial_weight=weight, seed=seed, ripple_weight=ripple_weight)
     # Adam with a short memory of its momentum, as GANs are usually trained (beta_1 0.5, beta_2 0.9)
     tuner.compile(keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9),
                   keras.optimizers.Adam(learning_rate, beta_1=0.5, beta_2=0.9))

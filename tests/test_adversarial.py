@@ -32,6 +32,22 @@ def test_augment_moves_each_pair_alike_by_one_shift_and_a_bounded_level_change()
     assert np.abs(offset).max() <= MAX_GAIN + MAX_TILT / 2 + 1e-5
 
 
+def test_the_ripple_penalty_sees_a_ripple_of_2_or_4_bins_and_not_grain():
+    from soundkit.adversarial import periodic_excess, periodic_waves
+
+    waves = periodic_waves(128)
+    rng = np.random.default_rng(0)
+    grain = rng.random((4, 128, 20, 1)).astype("float32") * 0.2          # white: no period stands out
+    bins = np.arange(128)[None, :, None, None]
+    excess = {name: float(periodic_excess(x.astype("float32"), waves)) for name, x in {
+        "grain": grain, "2 bins": grain + 0.02 * np.cos(np.pi * bins), "4 bins": grain + 0.02 * np.sin(np.pi * bins / 2),
+        "8 bins": grain + 0.02 * np.cos(np.pi * bins / 4)}.items()}
+    assert excess["grain"] < 1e-3
+    assert excess["2 bins"] > 0.01 and excess["4 bins"] > 0.005     # a ripple of amplitude 0.02 (1.6 dB at 80 dB)
+    assert excess["8 bins"] < 1e-3                                    # other periods are the texture's business
+    assert excess["2 bins"] > 2 * float(periodic_excess(grain + 0.01 * np.cos(np.pi * bins).astype("float32"), waves))
+
+
 def test_texture_gap_is_zero_for_the_same_texture_and_grows_with_blur():
     spectrograms = np.random.default_rng(1).random((3, 64, 50))
     assert texture_gap(spectrograms, spectrograms) == 0.0
@@ -115,3 +131,13 @@ def test_train_runs_the_second_stage_on_the_first_stages_encoder(tmp_path):
     assert decoders_differ == any(row["kept"] == "True" for row in rows)
     assert os.path.exists(sharpened / "model" / "latent_prior.json")
     assert a.attack_frames == b.attack_frames == 4 and a.decoder.get_layer("attack_output").get_weights()[0].any()
+
+
+def test_a_negative_ripple_weight_is_refused_before_anything_is_read(tmp_path):
+    import train
+    from soundkit.errors import PipelineError
+
+    with pytest.raises(PipelineError, match="ADVERSARIAL_RIPPLE_WEIGHT must be 0 \\(off\\) or more, got -1.0"):
+        train.main([f"--spectrograms_dir={tmp_path / 'none'}", f"--model_dir={tmp_path / 'model'}",
+                    "--adversarial_ripple_weight=-1"])
+    assert not (tmp_path / "model").exists()
