@@ -18,7 +18,6 @@ hop length, read from MODEL_DIR/params.json; nothing is typed twice.
 Run ``python plot_spectrograms.py --help`` to list the settings.
 """
 
-import csv
 from pathlib import Path
 from typing import Final
 
@@ -31,7 +30,7 @@ from matplotlib.ticker import MaxNLocator
 from soundkit import plots
 from soundkit.configurator import configure, require, run_script
 from soundkit.errors import PipelineError
-from soundkit.fileio import read_json
+from soundkit.fileio import read_csv, read_json
 from soundkit.latent_space import latent_discriminants, latent_grid_points, latent_pca
 from soundkit.folders import (CLIPS_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, SPECTROGRAMS_FILE, TRAINING_FILE,
                      check_same_parameters, clip_label_indices, load_model_folder, load_spectrograms,
@@ -109,8 +108,7 @@ def plot_generated(paths, params, frequency_axis=FREQUENCY_AXIS):
 
 def read_history(history_csv):
     """history.csv as a dict column -> float array (missing values are NaN)."""
-    with open(history_csv, newline="") as file:
-        rows = list(csv.DictReader(file))
+    rows = read_csv(history_csv)
     columns = {}
     for name in (rows[0].keys() if rows else []):
         columns[name] = np.array([float(row[name]) if row.get(name) not in (None, "") else np.nan

@@ -15,7 +15,6 @@ Prints JSON and writes benchmarks/results/adversarial_subsets.json.
 """
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
@@ -23,7 +22,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from soundkit.adversarial import MAX_MSE_GROWTH  # noqa: E402
 from soundkit.configurator import run_step  # noqa: E402
+from soundkit.fileio import read_csv  # noqa: E402
 from soundkit.folders import ADVERSARIAL_HISTORY_FILE  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -34,8 +35,7 @@ def second_stage_figures(model_dir):
     path = Path(model_dir) / ADVERSARIAL_HISTORY_FILE
     if not path.exists():
         return {"epochs": 0}
-    with open(path, newline="") as file:
-        rows = list(csv.DictReader(file))
+    rows = read_csv(path)
     number = {name: [float(row[name]) for row in rows] for name in (
         "discriminator_loss", "real_logit", "fake_logit", "texture_gap", "mse")}
     kept = [int(row["epoch"]) for row in rows if row["kept"] == "True"]
@@ -45,7 +45,7 @@ def second_stage_figures(model_dir):
             "last_real_minus_fake_logit": round(number["real_logit"][-1] - number["fake_logit"][-1], 3),
             "texture_gap_first_last": [round(number["texture_gap"][0], 3), round(number["texture_gap"][-1], 3)],
             "epochs_refused_for_envelope_mse": sum(
-                1 for row in rows if row["kept"] != "True" and float(row["mse"]) > 1.25 * number["mse"][0])}
+                1 for row in rows if row["kept"] != "True" and float(row["mse"]) > MAX_MSE_GROWTH * number["mse"][0])}
 
 
 def one_run(size, seed, workroot):

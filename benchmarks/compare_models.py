@@ -10,7 +10,6 @@ official test split (takes 0-4), and evaluate.py measures on it. Each step runs 
 (history.csv, the evaluation JSON). Prints JSON and writes benchmarks/results/compare_<set>.json.
 """
 
-import csv
 import json
 import sys
 import time
@@ -21,7 +20,7 @@ sys.path.insert(0, str(ROOT))
 
 from soundkit.configurator import PROJECT_DIR, assigned_names, run_step  # noqa: E402
 from soundkit.errors import PipelineError  # noqa: E402
-from soundkit.fileio import read_json  # noqa: E402
+from soundkit.fileio import read_csv, read_json  # noqa: E402
 from soundkit.folders import HISTORY_FILE  # noqa: E402
 
 FSDD_DIR = ROOT.parent / "shared" / "data" / "fsdd"
@@ -61,8 +60,7 @@ def train_and_evaluate(name, extra, spectrograms, work, minutes):
     except PipelineError as error:  # a NaN stop keeps the last good model: evaluate that one
         stopped = str(error).split(":", 1)[0]  # "train.py exited with 3"
     train_seconds = time.perf_counter() - started
-    with open(model_dir / HISTORY_FILE) as file:
-        history = list(csv.DictReader(file))
+    history = read_csv(model_dir / HISTORY_FILE)
     evaluation_json = work / (name + ".json")
     run_step("evaluate.py", [f"--model_dir={model_dir}", f"--spectrograms_dir={spectrograms}",
                              f"--evaluation_json={evaluation_json}", *arguments_for("evaluate.py", extra)])

@@ -48,7 +48,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from soundkit.configurator import run_step  # noqa: E402
-from soundkit.fileio import read_json  # noqa: E402
+from soundkit.fileio import read_csv, read_json  # noqa: E402
 from soundkit.folders import ADVERSARIAL_HISTORY_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, TRAINING_FILE  # noqa: E402
 
 DRUMS = ROOT.parent / "shared" / "data" / "drums"
@@ -285,12 +285,9 @@ def evaluate_held_out(model_dir, spectrograms, held_dir, workdir):
 
 def training_figures(model_dir, training_seconds):
     """Epochs, time to the best model, training throughput, FLOPs, and utilisation against a matrix multiply."""
-    import csv
-
     from autoencoder import VAE
 
-    with open(model_dir / HISTORY_FILE) as file:
-        history = list(csv.DictReader(file))
+    history = read_csv(model_dir / HISTORY_FILE)
     best = min(history, key=lambda row: float(row.get("val_loss") or row["loss"]))
     epoch_seconds = np.diff([0.0] + [float(row["seconds"]) for row in history])
     vae = VAE.load(model_dir / MODEL_FILE)
@@ -315,15 +312,12 @@ def training_figures(model_dir, training_seconds):
 
 def second_stage_figures(model_dir, vae, matmul):
     """The decoder's second stage (train.py's ADVERSARIAL_EPOCHS): epochs, time, FLOPs and utilisation."""
-    import csv
-
     from soundkit.adversarial import build_discriminator
 
     path = model_dir / ADVERSARIAL_HISTORY_FILE
     if not path.exists():
         return {"epochs": 0}
-    with open(path) as file:
-        rows = list(csv.DictReader(file))
+    rows = read_csv(path)
     kept = [row for row in rows if row["kept"] == "True"]
     judge_macs = conv_macs(build_discriminator(vae.input_shape_))
     # the frozen encoder forward; the decoder forward and back; the discriminator on real and decoded, both ways

@@ -41,6 +41,7 @@ TEXTURE_BANDS = 8                           # TextureCheck: frequency bands comp
 ENVELOPE_POOL = 4                           # the MSE compares the envelope: means of 4 x 4 pixels
 MAX_MSE_GROWTH = 1.25                       # TextureCheck: envelope MSE at most this x the first stage's
 MAX_RIPPLE_GROWTH = 1.5                     # ... and the ripple at 2 and 4 bins at most this x the first stage's
+PENALTY_NEIGHBOURS = 4                      # ripple penalty: DFT indices each side a period's power is compared with
 
 
 def build_discriminator(input_shape, filters=DISCRIMINATOR_FILTERS):
@@ -152,34 +153,30 @@ class DecoderFineTuner(keras.Model):
         return {name: tracker.result() for name, tracker in self.trackers.items()}
 
 
-RIPPLE_NEIGHBOURS = 4                       # DFT indices each side a ripple's power is compared with
-
-
 def periodic_waves(bins, periods=(2, 4)):
-    """Cosine and sine waves along frequency at each period's DFT index and its neighbours: (bins, waves),
-    with the index of each wave's period group (0: the peak, 1: its neighbours) per period."""
-    k, columns, groups = np.arange(bins), [], []
+    """What ``periodic_excess`` projects on: cosine and sine waves along frequency at each period's DFT index
+    and at its ``PENALTY_NEIGHBOURS`` neighbours each side, (bins, waves); and per period, weights that take
+    the power at its index less the mean power at its neighbours', (periods, waves)."""
+    k, columns, owners = np.arange(bins), [], []
     for number, period in enumerate(periods):
         peak = bins // period
-        above = range(peak + 1, min(peak + RIPPLE_NEIGHBOURS + 1, bins // 2 + 1))
-        for index in [peak, *range(peak - RIPPLE_NEIGHBOURS, peak), *above]:
-            for wave in (np.cos, np.sin):
-                columns.append(wave(2 * np.pi * index * k / bins))
-                groups.append(2 * number + (index != peak))
-    return (np.stack(columns, axis=1) / np.sqrt(bins)).astype("float32"), np.array(groups)
+        neighbours = [*range(peak - PENALTY_NEIGHBOURS, peak),
+                      *range(peak + 1, min(peak + PENALTY_NEIGHBOURS, bins // 2) + 1)]
+        for index in (peak, *neighbours):
+            columns += [np.cos(2 * np.pi * index * k / bins), np.sin(2 * np.pi * index * k / bins)]
+            owners += [(number, 1.0 if index == peak else -1.0 / len(neighbours))] * 2
+    weights = np.zeros((len(periods), len(columns)), dtype="float32")
+    for column, (number, weight) in enumerate(owners):
+        weights[number, column] = weight
+    return (np.stack(columns, axis=1) / np.sqrt(bins)).astype("float32"), weights
 
 
 def periodic_excess(spectrograms, waves):
-    """Per period, how much the power at its DFT index stands above its neighbours' mean (0 if not)."""
-    matrix, groups = waves
+    """Summed over the periods: how much the power at a period's DFT index stands above its neighbours' mean
+    (0 where it does not)."""
+    matrix, weights = waves
     power = ops.mean(ops.square(ops.einsum("bkf,kw->bfw", spectrograms[..., 0], matrix)), axis=(0, 1))
-    excess = []
-    for number in range(int(groups.max()) // 2 + 1):
-        peak = ops.sum(ops.take(power, np.flatnonzero(groups == 2 * number)))
-        around = ops.sum(ops.take(power, np.flatnonzero(groups == 2 * number + 1))) / float(max(
-            1, np.sum(groups == 2 * number + 1) // 2))
-        excess.append(ops.relu(peak - around))
-    return ops.sum(ops.stack(excess))
+    return ops.sum(ops.relu(ops.matmul(weights, power)))
 
 
 def envelope(spectrograms, pool=ENVELOPE_POOL):

@@ -35,6 +35,12 @@ def write_csv(path, rows):
     return atomic_write(path, write)
 
 
+def read_csv(path):
+    """A CSV table with a header row, as a list of dicts (values as text)."""
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
 def atomic_write_all(writers):
     """Write several files so that an error leaves all the previous ones untouched.
 

@@ -50,14 +50,16 @@ class LatentPrior:
         if not all(np.all(np.isfinite(array)) for array in arrays):
             raise ValueError("a latent prior needs finite means and covariances")
         self.factors = _square_roots(self.covariances)
+        # Each class's rows of ``members``, and per member the square root of its neighbours' covariance.
+        self.member_rows = None if self.members is None else \
+            [np.flatnonzero(self.member_classes == component) for component in range(len(self.means))]
         self.local_factors = None if self.members is None else self._local_factors()
 
     def _local_factors(self):
         """Per clip: the square root of the covariance of its NEAR_CLIPS nearest clips of the same class around
         it (the pooled within-class covariance for a class of one clip)."""
         covariances = np.empty((len(self.members), *self.pooled.shape))
-        for component in np.unique(self.member_classes):
-            rows = np.flatnonzero(self.member_classes == component)
+        for rows in self.member_rows:
             points = self.members[rows]
             distances = np.linalg.norm(points[:, None] - points[None], axis=2)
             near = np.argsort(distances, axis=1)[:, 1:NEAR_CLIPS + 1]   # (the first is the clip itself)
@@ -116,7 +118,7 @@ class LatentPrior:
                 raise ValueError(f"labels must be in 0..{len(self.means) - 1}")
         noise = rng.standard_normal((count, self.means.shape[1])) * temperature
         if self.kernel_width > 0 and self.members is not None:
-            starts = [rng.choice(np.flatnonzero(self.member_classes == component)) for component in components]
+            starts = [rng.choice(self.member_rows[component]) for component in components]
             latents = self.members[starts] + self.kernel_width * np.einsum("nij,nj->ni", self.local_factors[starts], noise)
         else:
             latents = self.means[components] + np.einsum("nij,nj->ni", self.factors[components], noise)
