@@ -22,7 +22,7 @@ import numpy as np
 from soundkit.configurator import configure, require, run_script
 from soundkit.errors import PipelineError
 from soundkit.fitted import fit_and_save_latent_prior, sort_into_groups
-from soundkit.adversarial import fine_tune_decoder
+from soundkit.adversarial import fine_tune_decoder, watched_clips
 from soundkit.fileio import atomic_write, atomic_write_all, write_csv
 from soundkit.folders import (ADVERSARIAL_HISTORY_FILE, HISTORY_FILE, MODEL_FILE, SPECTROGRAMS_FILE, load_spectrograms,
                               model_info_writers, with_model_groups, write_model_info)
@@ -160,7 +160,7 @@ def sharpen_decoder(config, data):
               f"{config.DISTRIBUTE}")
         return
     vae = VAE.load(model_path)
-    watched = np.sort(data.validation if len(data.validation) else data.train)[:64]
+    watched = watched_clips(data.validation if len(data.validation) else data.train)
     validation = (data.reader.read(watched)[..., np.newaxis], None if data.labels is None else data.labels[watched])
     train_data = make_dataset(data.reader, data.train, data.labels, config.BATCH_SIZE, shuffle=True,
                               seed=config.SEED + 1, min_steps=config.MIN_STEPS_PER_EPOCH)

@@ -16,11 +16,18 @@ as in the second stage of RAVE (Caillon and Esling, 2021):
 - without more, the decoder answers the discriminator with a ripple every 2 or
   4 bins along frequency (measured: benchmarks/README.md), so ``ripple_weight``
   penalises the power at those periods of the decoded spectra that stands above
-  the neighbouring periods' (``periodic_excess``).
+  the neighbouring periods' more than the real batch's (``periodic_excess``),
+  over all frames and again
+  over the attack head's first frames alone: there the dense head (no
+  convolution to smooth it) wrote a loud comb into speech, which a mean over
+  all frames hardly saw.
 
 ``TextureCheck`` decides which epoch is kept: the one whose decoded validation
 clips come closest to the real ones in texture, and only while the MSE stays
-near the first stage's and no frequency ripple appears.
+near the first stage's, no frequency ripple appears and the content stays: the
+decoded clips, encoded again, must land where their originals did (their class,
+when the VAE has a latent classifier; otherwise near their latent means). Texture
+that changes what a sound is (a spoken digit that becomes another) is refused.
 """
 
 import math
@@ -37,10 +44,14 @@ DISCRIMINATOR_FILTERS = (16, 32, 64, 128)   # a patch discriminator: 4x4 kernels
 MAX_SHIFT_FRAMES = 8                        # augmentation: time shift, either way
 MAX_GAIN = 0.05                             # augmentation: offset of the normalised level
 MAX_TILT = 0.05                             # augmentation: level change from the lowest to the highest bin
+WATCHED_CLIPS = 64                          # TextureCheck: validation clips decoded after each epoch
 TEXTURE_BANDS = 8                           # TextureCheck: frequency bands compared
 ENVELOPE_POOL = 4                           # the MSE compares the envelope: means of 4 x 4 pixels
 MAX_MSE_GROWTH = 1.25                       # TextureCheck: envelope MSE at most this x the first stage's
 MAX_RIPPLE_GROWTH = 1.5                     # ... and the ripple at 2 and 4 bins at most this x the first stage's
+MAX_CLASS_LOSS = 0.05                       # ... and (labels, latent classifier) the share of decoded clips whose
+                                            # class is heard again at most this far below the first stage's
+MAX_DRIFT_GROWTH = 1.5                      # ... or (no labels) their latent drift at most this x the first stage's
 PENALTY_NEIGHBOURS = 4                      # ripple penalty: DFT indices each side a period's power is compared with
 
 
@@ -94,6 +105,7 @@ class DecoderFineTuner(keras.Model):
         self.waves = periodic_waves(vae.input_shape_[0])
         self.vae = vae
         self.vae.encoder.trainable = False
+        self.attack_frames = vae.attack_frames
         self.discriminator = build_discriminator(vae.input_shape_)
         self.adversarial_weight = float(adversarial_weight)
         self.feature_weight = float(feature_weight)
@@ -142,7 +154,11 @@ class DecoderFineTuner(keras.Model):
             decoder_loss = (self.vae.reconstruction_loss_weight * reconstruction
                             + self.adversarial_weight * (adversarial + self.feature_weight * features))
             if self.ripple_weight:
-                decoder_loss = decoder_loss + self.ripple_weight * periodic_excess(decoded, self.waves)
+                ripple = periodic_excess(decoded, self.waves, real)
+                if self.attack_frames:
+                    attack = slice(0, self.attack_frames)
+                    ripple = ripple + periodic_excess(decoded[:, :, attack], self.waves, real[:, :, attack])
+                decoder_loss = decoder_loss + self.ripple_weight * ripple
         self.decoder_optimizer.apply_gradients(zip(decoder_tape.gradient(decoder_loss, decoder_weights),
                                                    decoder_weights))
         self.discriminator_optimizer.apply_gradients(zip(judge_tape.gradient(judge_loss, judge_weights),
@@ -171,12 +187,18 @@ def periodic_waves(bins, periods=(2, 4)):
     return (np.stack(columns, axis=1) / np.sqrt(bins)).astype("float32"), weights
 
 
-def periodic_excess(spectrograms, waves):
+def periodic_excess(spectrograms, waves, reference=None):
     """Summed over the periods: how much the power at a period's DFT index stands above its neighbours' mean
-    (0 where it does not)."""
+    (0 where it does not); with ``reference`` (real spectrograms), only what stands above the reference's:
+    real clips have some fine structure at those periods too, and the decoder may keep as much."""
     matrix, weights = waves
-    power = ops.mean(ops.square(ops.einsum("bkf,kw->bfw", spectrograms[..., 0], matrix)), axis=(0, 1))
-    return ops.sum(ops.relu(ops.matmul(weights, power)))
+
+    def excess(x):
+        power = ops.mean(ops.square(ops.einsum("bkf,kw->bfw", x[..., 0], matrix)), axis=(0, 1))
+        return ops.relu(ops.matmul(weights, power))
+
+    over = excess(spectrograms) if reference is None else ops.relu(excess(spectrograms) - excess(reference))
+    return ops.sum(over)
 
 
 def envelope(spectrograms, pool=ENVELOPE_POOL):
@@ -193,6 +215,17 @@ def texture(spectrograms, bands=TEXTURE_BANDS):
     return np.array([band.mean() for band in np.array_split(contrast, bands)])
 
 
+RIPPLES = ("ripple_2", "ripple_4", "attack_ripple_2", "attack_ripple_4")   # what TextureCheck keeps in bounds
+
+
+def ripple_2_and_4(spectrograms):
+    """``frequency_ripple`` at 2 and 4 bins; NaN where no frame is loud enough (or there are no frames)."""
+    try:
+        return frequency_ripple(spectrograms, periods=(2, 4))
+    except ValueError:
+        return {2: math.nan, 4: math.nan}
+
+
 def texture_gap(real, decoded):
     """How far decoded texture is from real, band by band: mean |log(decoded / real)| (0: alike)."""
     return float(np.mean(np.abs(np.log((texture(decoded) + 1e-9) / (texture(real) + 1e-9)))))
@@ -202,7 +235,11 @@ class TextureCheck(keras.callbacks.Callback):
     """At each epoch end: decode the validation clips and keep the decoder if its texture is the closest yet.
 
     An epoch is eligible while the validation MSE is at most ``MAX_MSE_GROWTH`` times
-    the first stage's and the ripple at 2 and 4 bins at most ``MAX_RIPPLE_GROWTH`` times.
+    the first stage's, the ripple at 2 and 4 bins (over all frames, and over the attack head's
+    frames) at most ``MAX_RIPPLE_GROWTH`` times,
+    and the content stays: with labels and a latent classifier, the share of decoded
+    clips classified as their label (encoded again) at most ``MAX_CLASS_LOSS`` below
+    the first stage's; otherwise their latent drift at most ``MAX_DRIFT_GROWTH`` times.
     ``save`` is called with the VAE whenever a better epoch is found; training stops
     after ``patience`` epochs without one.
     """
@@ -212,26 +249,45 @@ class TextureCheck(keras.callbacks.Callback):
         self.vae, self.spectrograms, self.labels, self.save = vae, np.asarray(spectrograms), labels, save
         self.patience = patience
         self.rows = []
+        self.means = vae.encode(self.spectrograms, self._conditions())[0]
+        self.by_class = bool(vae.latent_classes) and labels is not None
         self.start = self.measure()
         self.best, self.best_epoch, self.waited = self.start["texture_gap"], 0, 0
 
+    def _conditions(self):
+        return self.labels if self.vae.num_classes else None
+
+    def content(self, decoded):
+        """Where the decoded clips land when encoded again: (share classified as their label or NaN, drift).
+
+        The drift is the mean squared distance from their originals' latent means, over the spread of those.
+        """
+        means = self.vae.encode(decoded, self._conditions())[0]
+        drift = float(np.mean(np.sum((means - self.means) ** 2, axis=1))
+                      / max(np.mean(np.sum((self.means - self.means.mean(axis=0)) ** 2, axis=1)), 1e-12))
+        if not (self.vae.latent_classes and self.labels is not None):
+            return math.nan, drift
+        heard = np.argmax(self.vae.classify_latents(means), axis=1)
+        return float(np.mean(heard == np.asarray(self.labels).reshape(-1))), drift
+
     def measure(self):
-        """Texture gap, MSE and ripple of the validation clips decoded from their latent means."""
-        decoded, _ = self.vae.reconstruct(self.spectrograms, self.labels if self.vae.num_classes else None)
+        """Texture gap, MSE, ripple and content of the validation clips decoded from their latent means."""
+        decoded = self.vae.decode(self.means, self._conditions())
+        class_kept, drift = self.content(decoded)
         decoded = np.asarray(decoded).reshape(len(decoded), *self.vae.input_shape_[:2])
         real = self.spectrograms.reshape(decoded.shape)
-        try:
-            ripple = frequency_ripple(decoded, periods=(2, 4))
-        except ValueError:  # nothing loud enough to measure
-            ripple = {2: math.nan, 4: math.nan}
+        ripple, attack = ripple_2_and_4(decoded), ripple_2_and_4(decoded[:, :, :self.vae.attack_frames])
         envelopes = [np.asarray(envelope(x[..., np.newaxis])) for x in (real, decoded)]
         return {"texture_gap": texture_gap(real, decoded), "mse": float(np.mean((envelopes[0] - envelopes[1]) ** 2)),
-                "ripple_2": ripple[2], "ripple_4": ripple[4]}
+                "ripple_2": ripple[2], "ripple_4": ripple[4], "attack_ripple_2": attack[2],
+                "attack_ripple_4": attack[4], "class_kept": class_kept, "latent_drift": drift}
 
     def eligible(self, row):
         start = self.start
-        return (row["mse"] <= MAX_MSE_GROWTH * start["mse"]
-                and all(not row[k] > MAX_RIPPLE_GROWTH * max(start[k], 1.0) for k in ("ripple_2", "ripple_4")))
+        content = (row["class_kept"] >= start["class_kept"] - MAX_CLASS_LOSS if self.by_class
+                   else row["latent_drift"] <= MAX_DRIFT_GROWTH * start["latent_drift"])
+        return (content and row["mse"] <= MAX_MSE_GROWTH * start["mse"]
+                and all(not row[k] > MAX_RIPPLE_GROWTH * max(start[k], 1.0) for k in RIPPLES))
 
     def on_train_begin(self, logs=None):
         self.started = time.perf_counter()
@@ -248,6 +304,13 @@ class TextureCheck(keras.callbacks.Callback):
             self.waited += 1
             if self.waited >= self.patience:
                 self.model.stop_training = True
+
+
+def watched_clips(indices, count=WATCHED_CLIPS):
+    """Up to ``count`` of the clip ``indices``, sorted, spread evenly over them: clips sorted by name come
+    class by class, so every class is watched, not only the first few."""
+    indices = np.sort(np.asarray(indices))
+    return indices[np.unique(np.linspace(0, len(indices) - 1, min(len(indices), count)).round().astype(int))]
 
 
 def fine_tune_decoder(vae, train_data, validation, save, epochs, weight=10.0, learning_rate=2e-4, patience=10,

@@ -46,6 +46,11 @@ def test_the_ripple_penalty_sees_a_ripple_of_2_or_4_bins_and_not_grain():
     assert excess["2 bins"] > 0.01 and excess["4 bins"] > 0.005     # a ripple of amplitude 0.02 (1.6 dB at 80 dB)
     assert excess["8 bins"] < 1e-3                                    # other periods are the texture's business
     assert excess["2 bins"] > 2 * float(periodic_excess(grain + 0.01 * np.cos(np.pi * bins).astype("float32"), waves))
+    # against real clips with the same ripple, nothing is penalised; against plain grain, all of it
+    rippled = (grain + 0.02 * np.cos(np.pi * bins)).astype("float32")
+    assert float(periodic_excess(rippled, waves, reference=rippled)) == 0.0
+    assert float(periodic_excess(rippled, waves, reference=grain)) == pytest.approx(
+        excess["2 bins"] - excess["grain"], rel=0.05, abs=1e-4)
 
 
 def test_texture_gap_is_zero_for_the_same_texture_and_grows_with_blur():
@@ -110,6 +115,48 @@ def test_a_second_stage_that_blows_up_keeps_nothing_worse_than_the_first(first_s
     assert check.measure()["mse"] <= MAX_MSE_GROWTH * check.start["mse"] + 1e-9
 
 
+def test_the_check_refuses_epochs_whose_decoded_clips_lose_their_class_or_drift(first_stage):
+    """A texture that changes what a sound is (a spoken digit heard as another) is not kept: decoded clips,
+    encoded again, must keep their class (labels) or stay near their latent means (no labels)."""
+    from soundkit.adversarial import MAX_CLASS_LOSS, MAX_DRIFT_GROWTH, RIPPLES, TextureCheck
+
+    root, spectrograms = first_stage
+    vae = VAE.load(root / "model" / "model.keras")
+    heard = np.argmax(vae.classify(spectrograms), axis=1)
+    assert len(set(heard.tolist())) >= 3, "the tiny model's classifier tells too few classes apart to test this"
+    check = TextureCheck(vae, spectrograms, heard.reshape(-1, 1), save=lambda model: None)
+    assert check.by_class
+    kept, drift = check.content(spectrograms)            # decoded exactly as given: all kept, no drift
+    assert kept == 1.0 and drift == pytest.approx(0.0, abs=1e-6)
+    others = np.roll(spectrograms, 4, axis=0)             # each clip replaced by one of the next class folder's
+    kept, drift = check.content(others)
+    assert kept == pytest.approx(np.mean(np.roll(heard, 4) == heard)) and kept < 0.7
+    assert drift > 1.0                                    # other clips: further off than the clips are spread
+    start = check.start
+    assert check.eligible(dict(start))
+    assert not check.eligible({**start, "class_kept": start["class_kept"] - MAX_CLASS_LOSS - 0.01})
+    assert check.eligible({**start, "latent_drift": 100.0})    # labels known: the class decides
+    check.start = {**start, "attack_ripple_2": 1.0, "attack_ripple_4": 1.0}   # (no attack head here: NaN)
+    for ripple in RIPPLES:                                     # a comb, over all frames or in the attack only
+        assert not check.eligible({**check.start, ripple: 1.6 * max(check.start[ripple], 1.0)})
+    check.start = start
+    blind = TextureCheck(vae, spectrograms, None, save=lambda model: None)
+    assert not blind.by_class and np.isnan(blind.start["class_kept"])
+    assert blind.eligible({**blind.start, "latent_drift": MAX_DRIFT_GROWTH * blind.start["latent_drift"]})
+    assert not blind.eligible({**blind.start, "latent_drift": MAX_DRIFT_GROWTH * blind.start["latent_drift"] * 1.01})
+
+
+def test_the_watched_clips_spread_over_every_class():
+    from soundkit.adversarial import watched_clips
+
+    by_class = np.repeat(np.arange(10), 30)                  # 300 clips sorted class by class, as FSDD's digits
+    shuffled = np.random.default_rng(0).permutation(300)
+    watched = watched_clips(shuffled, 64)
+    assert len(watched) == 64 and len(set(watched.tolist())) == 64 and watched[0] == 0 and watched[-1] == 299
+    assert np.bincount(by_class[watched], minlength=10).min() >= 6
+    np.testing.assert_array_equal(watched_clips([5, 1, 3], 64), [1, 3, 5])   # fewer than 64: all of them
+
+
 def test_train_runs_the_second_stage_on_the_first_stages_encoder(tmp_path):
     """Same seed, with and without the second stage: the same encoder; its rows in history_adversarial.csv.
     With the attack head, as train.py's defaults have it."""
@@ -131,6 +178,8 @@ def test_train_runs_the_second_stage_on_the_first_stages_encoder(tmp_path):
     assert decoders_differ == any(row["kept"] == "True" for row in rows)
     assert os.path.exists(sharpened / "model" / "latent_prior.json")
     assert a.attack_frames == b.attack_frames == 4 and a.decoder.get_layer("attack_output").get_weights()[0].any()
+    assert {"attack_ripple_2", "attack_ripple_4", "class_kept", "latent_drift"} <= set(rows[0])
+    assert all(np.isfinite(float(row["attack_ripple_2"])) for row in rows)   # the attack frames are loud enough
 
 
 def test_a_negative_ripple_weight_is_refused_before_anything_is_read(tmp_path):
