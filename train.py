@@ -66,7 +66,7 @@ ADVERSARIAL_EPOCHS = 40                 # 0 = off
 ADVERSARIAL_WEIGHT = 100.0              # hinge loss (+ 10 x feature matching) against the MSE of the envelope
 ADVERSARIAL_LEARNING_RATE = 0.0002      # Adam, for the decoder and the discriminator
 ADVERSARIAL_PATIENCE = 10               # stop after this many epochs without texture closer to the real clips
-ADVERSARIAL_RIPPLE_WEIGHT = 10000.0     # penalty on a ripple at 2 or 4 bins of the decoded spectrograms (0 = off)
+ADVERSARIAL_RIPPLE_WEIGHT = 10000.0     # penalty on a ripple at 2 or 4 bins beyond the real clips' (0 = off)
 # system
 DISTRIBUTE = "none"                     # "none", "mirrored" (all GPUs of this machine), "multi_worker" (TF_CONFIG)
 CPU_REPLICAS = 0                        # >1: split the CPU into this many devices (to try "mirrored" without GPUs)

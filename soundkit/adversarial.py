@@ -17,10 +17,9 @@ as in the second stage of RAVE (Caillon and Esling, 2021):
   4 bins along frequency (measured: benchmarks/README.md), so ``ripple_weight``
   penalises the power at those periods of the decoded spectra that stands above
   the neighbouring periods' more than the real batch's (``periodic_excess``),
-  over all frames and again
-  over the attack head's first frames alone: there the dense head (no
-  convolution to smooth it) wrote a loud comb into speech, which a mean over
-  all frames hardly saw.
+  over all frames and again over the attack head's first frames alone: there
+  the dense head (no convolution to smooth it) wrote a loud comb into speech,
+  which a mean over all frames hardly saw.
 
 ``TextureCheck`` decides which epoch is kept: the one whose decoded validation
 clips come closest to the real ones in texture, and only while the MSE stays
@@ -250,6 +249,7 @@ class TextureCheck(keras.callbacks.Callback):
         self.patience = patience
         self.rows = []
         self.means = vae.encode(self.spectrograms, self._conditions())[0]
+        self.spread = max(float(np.mean(np.sum((self.means - self.means.mean(axis=0)) ** 2, axis=1))), 1e-12)
         self.by_class = bool(vae.latent_classes) and labels is not None
         self.start = self.measure()
         self.best, self.best_epoch, self.waited = self.start["texture_gap"], 0, 0
@@ -263,9 +263,8 @@ class TextureCheck(keras.callbacks.Callback):
         The drift is the mean squared distance from their originals' latent means, over the spread of those.
         """
         means = self.vae.encode(decoded, self._conditions())[0]
-        drift = float(np.mean(np.sum((means - self.means) ** 2, axis=1))
-                      / max(np.mean(np.sum((self.means - self.means.mean(axis=0)) ** 2, axis=1)), 1e-12))
-        if not (self.vae.latent_classes and self.labels is not None):
+        drift = float(np.mean(np.sum((means - self.means) ** 2, axis=1))) / self.spread
+        if not self.by_class:
             return math.nan, drift
         heard = np.argmax(self.vae.classify_latents(means), axis=1)
         return float(np.mean(heard == np.asarray(self.labels).reshape(-1))), drift
