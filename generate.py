@@ -31,7 +31,7 @@ from soundkit.errors import PipelineError
 from soundkit.fileio import safe_name, write_json
 from soundkit.fitted import fit_latent_prior_if_missing
 from soundkit.folders import check_same_parameters, clip_label_indices, load_model_folder, load_spectrograms
-from soundkit.latent_space import KERNEL_WIDTH as DEFAULT_KERNEL_WIDTH
+from soundkit.latent_space import KERNEL_WIDTH as DEFAULT_KERNEL_WIDTH, SPREAD_CAP as DEFAULT_SPREAD_CAP
 from soundkit.phase import DEFAULT_MOMENTUM, DEFAULT_N_ITER, DEFAULT_PHASE_METHOD, check_phase_config
 from soundkit.plots import FIGURE_STYLE, save_figure, spectrogram_grid
 from soundkit.sample_pack import write_sample_pack
@@ -50,6 +50,7 @@ TEMPERATURE = 1.0                       # spread of the prior samples; lower = s
 PRIOR = "fitted"                        # unconditional models: "fitted" (latent_prior.json) or "standard" N(0, I)
 KERNEL_WIDTH = DEFAULT_KERNEL_WIDTH     # fitted prior: near a training clip, moved by this x the spread within a
                                         # class; 0 = each class's Gaussian (soundkit/latent_space.py, LatentPrior)
+SPREAD_CAP = DEFAULT_SPREAD_CAP         # ... a spread at most this x its class's median one (0: no cap)
 SEED = 0
 # phase reconstruction
 PHASE_METHOD = DEFAULT_PHASE_METHOD     # "griffinlim" or "zero_phase" (the tutorial's, for comparison)
@@ -126,7 +127,7 @@ def generate_new(config, model, sound_generator):
     if config.PRIOR == "fitted" and not vae.num_classes:
         prior = fit_latent_prior_if_missing(model, config.SPECTROGRAMS_DIR)
     if prior is not None:
-        prior.kernel_width = config.KERNEL_WIDTH
+        prior.kernel_width, prior.spread_cap = config.KERNEL_WIDTH, config.SPREAD_CAP
     class_names = model.decoder_classes or (prior.classes if prior else [])
     if config.LABEL and not class_names and training["classes"]:
         raise PipelineError(f"--label={config.LABEL}: this model draws the sounds of one class from its fitted "
@@ -233,6 +234,8 @@ def validate(config):
         raise PipelineError("NUM_GENERATED and NUM_RECONSTRUCTED must be >= 0")
     if config.KERNEL_WIDTH < 0:
         raise PipelineError(f"KERNEL_WIDTH must be 0 (the Gaussians) or more, got {config.KERNEL_WIDTH}")
+    if config.SPREAD_CAP < 0:
+        raise PipelineError(f"SPREAD_CAP must be 0 (no cap) or more, got {config.SPREAD_CAP}")
     if config.PRIOR not in ("fitted", "standard"):
         raise PipelineError(f"PRIOR must be 'fitted' or 'standard', got {config.PRIOR!r}")
     if bool(config.MORPH_FROM) != bool(config.MORPH_TO):

@@ -4,6 +4,7 @@
         --models=models/fsdd,models/fsdd_conditional
     python benchmarks/class_recognition.py --spectrograms_dir=data/spectrograms --models=models/vae
     python benchmarks/class_recognition.py --spectrograms_dir=S --models=A,A --kernel_width=0,1   # two priors
+    python benchmarks/class_recognition.py --spectrograms_dir=S --models=A,A --kernel_width=1,0.5 --spread_cap=0,1
 
 Trains a small CNN classifier on the training clips of a labelled spectrogram
 folder (the split train.py uses: FSDD's takes 5-49, or the same hashed 90% of
@@ -97,10 +98,22 @@ def judge_samples(listener, samples, level, params, requested=None):
     return result
 
 
-def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, kernel_width=None):
+def sampler_settings(options, count):
+    """Per model, the fitted prior's settings given as comma-separated lists in ``options`` ({"kernel_width":
+    "1,0.5", "spread_cap": ",0"}; an empty item: generate.py's default): [{setting: float}] of ``count`` items."""
+    samplers = [{} for _ in range(count)]
+    for setting in ("kernel_width", "spread_cap"):
+        values = options[setting].split(",") if options.get(setting) else [""] * count
+        for sampler, value in zip(samplers, values, strict=True):
+            if value:
+                sampler[setting] = float(value)
+    return samplers
+
+
+def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, sampler=None):
     """The listener's figures for one model: its new sounds (by class where it knows classes), its
-    N(0, I) samples when unconditional, and its reconstructions of the held-out clips. ``kernel_width``:
-    the fitted prior's (generate.py's KERNEL_WIDTH; None: its default)."""
+    N(0, I) samples when unconditional, and its reconstructions of the held-out clips. ``sampler``: settings of
+    the fitted prior ({"kernel_width", "spread_cap"}: generate.py's KERNEL_WIDTH, SPREAD_CAP; missing: its default)."""
     _, names = listener
     model = load_model_folder(model_dir)
     vae, params = model.vae, model.params
@@ -108,9 +121,9 @@ def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, ke
     level = model.training["generation_level_db"]
     result = {"conditional": bool(conditional_names)}
     prior = None if conditional_names else load_latent_prior(model_dir)
-    if prior is not None and kernel_width is not None:
-        prior.kernel_width = kernel_width
-        result["kernel_width"] = kernel_width
+    for setting, value in (sampler or {}).items() if prior is not None else ():
+        setattr(prior, setting, value)
+        result[setting] = value
     model_names = conditional_names or (prior.classes if prior else [])
     if model_names:  # ask for every class in turn
         asked = np.repeat(np.arange(len(model_names)), SAMPLES_PER_CLASS)
@@ -156,12 +169,10 @@ def main(argv):
                "test_clips": len(test_rows), "classifier_test_accuracy": round(accuracy, 3),
                "classifier_test_accuracy_through_phase_reconstruction": round(heard_accuracy, 3), "models": {}}
     models = list(filter(None, options.get("models", "").split(",")))
-    # --kernel_width=0,1: one per model (the same folder may come twice, with two widths)
-    widths = [float(value) for value in options["kernel_width"].split(",")] if "kernel_width" in options \
-        else [None] * len(models)
-    for model_dir, width in zip(models, widths, strict=True):
-        key = model_dir if width is None else f"{model_dir} (kernel_width {width:g})"
-        results["models"][key] = judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, width)
+    # --kernel_width=0,1 (and --spread_cap): one per model (the same folder may come twice, with two widths)
+    for model_dir, sampler in zip(models, sampler_settings(options, len(models)), strict=True):
+        key = " ".join([model_dir, *(f"({setting} {value:g})" for setting, value in sampler.items())])
+        results["models"][key] = judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, sampler)
     print(json.dumps(results, indent=2))
     out = ROOT / "benchmarks" / "results" / f"class_recognition_{folder.name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)

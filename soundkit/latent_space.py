@@ -8,8 +8,9 @@ TensorFlow. ``LatentPrior`` is saved beside the model as ``latent_prior.json``
 import numpy as np
 
 
-KERNEL_WIDTH = 1.0   # new sounds near the training clips: a clip's latent, moved by this x the spread of its neighbours
+KERNEL_WIDTH = 0.5   # new sounds near the training clips: a clip's latent, moved by this x the spread of its neighbours
 NEAR_CLIPS = 5       # ... its nearest clips of the same class
+SPREAD_CAP = 1.0     # ... a spread no wider than this x its class's median one (0: no cap)
 
 
 class LatentPrior:
@@ -26,7 +27,9 @@ class LatentPrior:
       of its ``NEAR_CLIPS`` nearest clips of that class around it (a Gaussian
       with their covariance). A class made of several kinds (closed and open
       hi-hats) keeps its kinds instead of filling the space between them with
-      blends no kit holds (measured: benchmarks/README.md, "Realism");
+      blends no kit holds (measured: benchmarks/README.md, "Realism"). A clip
+      far from the rest of its class has far neighbours: its spread is capped at
+      ``spread_cap`` times the class's median one, so its new sounds stay near it;
     - ``kernel_width = 0``: the class's Gaussian. A class with few clips is
       shrunk towards the within-class spread pooled over all classes, so it
       never collapses onto copies and stays where its clips are.
@@ -45,7 +48,7 @@ class LatentPrior:
         self.members = None if members is None else np.asarray(members, dtype=np.float64)
         self.member_classes = None if member_classes is None else np.asarray(member_classes, dtype=int)
         self.pooled = None if pooled is None else np.asarray(pooled, dtype=np.float64)
-        self.kernel_width = KERNEL_WIDTH
+        self.kernel_width, self.spread_cap = KERNEL_WIDTH, SPREAD_CAP
         arrays = [self.means, self.covariances] + [a for a in (self.members, self.pooled) if a is not None]
         if not all(np.all(np.isfinite(array)) for array in arrays):
             raise ValueError("a latent prior needs finite means and covariances")
@@ -54,6 +57,11 @@ class LatentPrior:
         self.member_rows = None if self.members is None else \
             [np.flatnonzero(self.member_classes == component) for component in range(len(self.means))]
         self.local_factors = None if self.members is None else self._local_factors()
+        if self.members is not None:  # each clip's spread (the trace of its covariance) over its class's median
+            spreads = np.sum(self.local_factors ** 2, axis=(1, 2))
+            self.relative_spreads = np.empty(len(spreads))
+            for rows in self.member_rows:
+                self.relative_spreads[rows] = spreads[rows] / max(float(np.median(spreads[rows])), 1e-12)
 
     def _local_factors(self):
         """Per clip: the square root of the covariance of its NEAR_CLIPS nearest clips of the same class around
@@ -118,8 +126,12 @@ class LatentPrior:
                 raise ValueError(f"labels must be in 0..{len(self.means) - 1}")
         noise = rng.standard_normal((count, self.means.shape[1])) * temperature
         if self.kernel_width > 0 and self.members is not None:
-            starts = [rng.choice(self.member_rows[component]) for component in components]
-            latents = self.members[starts] + self.kernel_width * np.einsum("nij,nj->ni", self.local_factors[starts], noise)
+            starts = np.array([rng.choice(self.member_rows[component]) for component in components])
+            factors = self.local_factors[starts]
+            if self.spread_cap > 0:
+                over = np.maximum(self.relative_spreads[starts], 1e-12) / self.spread_cap
+                factors = factors / np.sqrt(np.maximum(over, 1.0))[:, None, None]
+            latents = self.members[starts] + self.kernel_width * np.einsum("nij,nj->ni", factors, noise)
         else:
             latents = self.means[components] + np.einsum("nij,nj->ni", self.factors[components], noise)
         return latents.astype("float32")

@@ -263,6 +263,30 @@ def test_the_kernel_prior_keeps_the_kinds_of_a_class_where_its_gaussian_blends_t
     assert np.mean(np.abs(LatentPrior.from_json(old).sample(500, labels=[0])[:, 0]) < 1.0) > 0.3
 
 
+def test_the_spread_cap_keeps_the_new_sounds_of_a_lone_clip_near_it():
+    """A clip far from the rest of its class has far neighbours; moved by their spread, its new sounds would land
+    where no clip lies. Capped at the class's median spread, they stay by it."""
+    from soundkit.latent_space import SPREAD_CAP, LatentPrior
+
+    rng = np.random.default_rng(0)
+    lone = np.array([5.0, 0.0])
+    latents = np.concatenate([rng.normal(0.0, 0.1, (20, 2)), [lone]])
+    prior = LatentPrior.fit(latents, np.zeros(21, dtype=int), ["snare"])
+    prior.kernel_width = 1.0
+    assert prior.spread_cap == SPREAD_CAP > 0
+    assert prior.relative_spreads[-1] > 100 and np.median(prior.relative_spreads) == pytest.approx(1.0)
+
+    def stray_share(samples):  # farther than 1 from both the cluster and the lone clip
+        return np.mean((np.linalg.norm(samples, axis=1) > 1.0) & (np.linalg.norm(samples - lone, axis=1) > 1.0))
+
+    capped = prior.sample(4000, labels=[0], rng=np.random.default_rng(1))
+    near_lone = np.linalg.norm(capped - lone, axis=1) < 1.0
+    assert stray_share(capped) == 0.0 and 0.02 < np.mean(near_lone) < 0.08  # 1 clip in 21 starts them
+    assert np.max(np.linalg.norm(capped[near_lone] - lone, axis=1)) < 0.5
+    prior.spread_cap = 0.0   # no cap: the lone clip's new sounds scatter over the 5 units to its neighbours
+    assert stray_share(prior.sample(4000, labels=[0], rng=np.random.default_rng(1))) > 0.03
+
+
 def test_sampling_an_unconditional_vae_from_a_fitted_prior_decodes_those_latents():
     from soundkit.latent_space import LatentPrior
 

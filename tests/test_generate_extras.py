@@ -266,6 +266,8 @@ def test_an_unreadable_audio_file_is_refused_with_its_reason(tmp_path):
     (["--morph_from=kick", "--morph_to=snare", "--morph_steps=1"], "MORPH_STEPS must be at least 2"),
     (["--morph_from=kick", "--morph_to=snare", "--morph_interpolation=cubic"], "'linear' or 'slerp', got 'cubic'"),
     (["--page_image_size=[320]"], r"PAGE_IMAGE_SIZE must be \[width, height\]"),
+    (["--kernel_width=-1"], r"KERNEL_WIDTH must be 0 \(the Gaussians\) or more, got -1"),
+    (["--spread_cap=-0.5"], r"SPREAD_CAP must be 0 \(no cap\) or more, got -0.5"),
 ])
 def test_impossible_morph_and_page_settings_are_refused_before_loading_a_model(tmp_path, arguments, message):
     with pytest.raises(PipelineError, match=message):
