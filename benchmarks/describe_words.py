@@ -39,10 +39,10 @@ from soundkit.configurator import configure, run_step, step_settings  # noqa: E4
 from soundkit.describe import describe  # noqa: E402
 from soundkit.fitted import fit_knobs_if_missing, fit_latent_prior_if_missing  # noqa: E402
 from soundkit.folders import load_model_folder  # noqa: E402
-from soundkit.realism import Listener  # noqa: E402
+from soundkit.realism import LISTENER_RATE, Listener, listener_view  # noqa: E402
 from soundkit.spectrogram import KNOB_DESCRIPTORS, sound_descriptors, spectrogram_of_file  # noqa: E402
 from real_kit import cpu_name  # noqa: E402
-from realism import LISTENER_RATE, listener_view, real_sets  # noqa: E402
+from realism import real_sets  # noqa: E402
 
 DESCRIPTIONS = [
     "short bright snare", "a bit darker snare", "very long snare", "soft snare", "snappy snare", "dark, short snare",

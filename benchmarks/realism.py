@@ -4,6 +4,7 @@
     python benchmarks/realism.py --workdir=W                  # today's model, W/model
     python benchmarks/realism.py --workdir=W --models=W/model,W/model_b   # side by side, one run
     python benchmarks/realism.py --workdir=W --models=A,B --kernel_width=0,   # A with the Gaussian prior
+    python benchmarks/realism.py --workdir=W --models=A,A --kernel_width=1, --spread_cap=0,   # A's new sounds twice
 
 Reads a folder laid out by ``real_kit.py``: the kit's training clips in
 ``W/train/<class>/``, the held-out ones (every fifth file) in ``W/held_out/<class>/``,
@@ -18,11 +19,21 @@ against the held-out clips:
   clips through the phase reconstruction only, through the VAE (encode, decode,
   phase), and the new sounds ``generate.py`` writes when asked for every class
   in turn; each as a multiple of the floor. Every compared set has as many
-  clips of each class as the held-out set (new sounds: the mean over random
-  draws of that make-up): a Fréchet distance grows as sets shrink, and a set with
-  another mix of classes is far from the kit however real each sound is. None is
-  paired with the reference: a reconstruction compared with its own original
-  would look closer than another real clip does;
+  clips of each class as the held-out set (new sounds: the mean and median over
+  random draws of that make-up from a pool of ``SAMPLES_PER_CLASS`` a class): a
+  Fréchet distance grows as sets shrink, and a set with another mix of classes
+  is far from the kit however real each sound is. None is paired with the
+  reference: a reconstruction compared with its own original would look closer
+  than another real clip does;
+- how far real clips drawn at random lie, against the same floor: the training
+  clips are split in halves (``HALF_SPLITS`` times, by class); with one half as
+  the reference, a draw from the other half of the held-out set's make-up, and
+  a draw of new sounds, are each compared with the held-out set. The held-out
+  set is every fifth file, so it keeps each kind of hit (closed, open, pedal
+  hi-hats; each velocity) in proportion, and half of its clips have a
+  round-robin twin (the same hit, recorded again) among the training clips: its
+  floor is lower than any random set of real clips reaches. A model as good as
+  the kit itself would make new sounds as far as these real draws;
 - the frequency-axis ripple (periods of 2, 4 and 8 bins) and the share of
   saturated pixels (>= 0.9) of decoded and real spectrograms, at the model's geometry;
 - each class's median time from the attack to -60 dB, generated against real;
@@ -46,39 +57,16 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from soundgenerator import DEFAULT_FLOOR_GATE_DB, SoundGenerator  # noqa: E402
 from soundkit.configurator import run_step  # noqa: E402
 from soundkit.folders import load_model_folder  # noqa: E402
-from soundkit.realism import (Listener, decay_seconds, frechet_distance, frequency_ripple,  # noqa: E402
-                              saturated_share)
-from soundkit.spectrogram import Loader, onset_sample, spectrogram_of_file  # noqa: E402
+from soundkit.realism import (LISTENER_RATE, Listener, decay_seconds, frechet_distance,  # noqa: E402
+                              frequency_ripple, listener_view, saturated_share)
+from soundkit.spectrogram import Loader, spectrogram_of_file  # noqa: E402
+from class_recognition import sampler_settings  # noqa: E402
 from real_kit import cpu_name  # noqa: E402
 
-LISTENER_RATE, LISTENER_SECONDS = 22050, 1.5   # the listener's own analysis: log-mel, 64 bands, hop 256,
-                                                # from the attack, shorter than any clip a model of the kit makes
-LISTENER_MELS, LISTENER_HOP, LISTENER_FFT, LISTENER_TOP_DB = 64, 256, 1024, 80.0
-ONSET_DB, PRE_ROLL = -40.0, 0.005                  # the attack, as preprocess.py finds it
-SAMPLES_PER_CLASS = 25
-FRECHET_DRAWS = 20
+SAMPLES_PER_CLASS = 100   # the pool of new sounds each class's draws come from: 25 left the figure to the pool's luck
+FRECHET_DRAWS = 40
+HALF_SPLITS = 40
 TAIL_DB = -60.0
-
-
-def listener_view(signal, rate):
-    """The listener's input: a log-mel spectrogram of LISTENER_SECONDS from the attack, in [0, 1] below the peak.
-
-    Every sound, real or made, is heard from its attack (as preprocess.py aligns clips) and for
-    the same time, so that neither a few ms of silence before a hit nor a tail past a model's clip
-    length tells the listener which is which.
-    """
-    import librosa
-
-    signal = np.asarray(signal, dtype=np.float32)
-    signal = signal[onset_sample(signal, ONSET_DB, int(PRE_ROLL * rate)):]
-    if rate != LISTENER_RATE:
-        signal = librosa.resample(np.asarray(signal, dtype=np.float32), orig_sr=rate, target_sr=LISTENER_RATE)
-    length = int(LISTENER_RATE * LISTENER_SECONDS)
-    signal = np.pad(signal[:length], (0, max(0, length - len(signal))))
-    mel = librosa.feature.melspectrogram(y=signal, sr=LISTENER_RATE, n_fft=LISTENER_FFT, hop_length=LISTENER_HOP,
-                                         n_mels=LISTENER_MELS)
-    db = librosa.power_to_db(mel, ref=max(float(mel.max()), 1e-12), top_db=LISTENER_TOP_DB)
-    return ((db + LISTENER_TOP_DB) / LISTENER_TOP_DB).astype(np.float32)
 
 
 def clips_of(folder):
@@ -110,11 +98,11 @@ def through_model(model, paths, vae, gate_db):
     return spectrograms, decoded, list(phase_only), None if through_vae is None else list(through_vae)
 
 
-def new_sounds(model, name, workdir, classes, gate_db, kernel_width, per_class=SAMPLES_PER_CLASS):
+def new_sounds(model, name, workdir, classes, gate_db, sampler, per_class=SAMPLES_PER_CLASS):
     """(classes asked for, audio, files) of the new sounds generate.py writes for every class in turn,
-    ``per_class`` of each."""
+    ``per_class`` of each; ``sampler`` ({setting: value}) sets its fitted prior (KERNEL_WIDTH, SPREAD_CAP)."""
     output = workdir / f"realism_{name}"
-    kernel = [f"--kernel_width={kernel_width}"] if kernel_width != "" else []
+    kernel = [f"--{setting}={value}" for setting, value in sampler.items()]
     run_step("generate.py", [f"--model_dir={model.path}", f"--spectrograms_dir={workdir / 'spectrograms'}",
                              f"--output_dir={output}", f"--num_generated={per_class * len(classes)}",
                              "--num_reconstructed=0", "--pack=false", f"--floor_gate_db={gate_db}", *kernel],
@@ -145,21 +133,56 @@ def save_picture(model, title, classes, held_labels, spectrograms, decoded, aske
     return save_figure(figure, path)
 
 
-def stratified_frechet(reference, embedded, labels, wanted, draws=FRECHET_DRAWS):
-    """(mean, std) of the Fréchet distance from ``reference`` to draws of ``embedded`` rows with ``wanted``
-    ({class: count}) rows of each class."""
+def stratified_draw(rng, labels, wanted):
+    """Row indices of ``labels``: ``wanted[name]`` rows of each class name, drawn without replacement."""
+    labels = np.asarray(labels)
+    return np.concatenate([rng.choice(np.flatnonzero(labels == name), count, replace=False)
+                           for name, count in wanted.items()])
+
+
+def stratified_frechet(reference, embedded, labels, wanted, draws=FRECHET_DRAWS, with_median=False):
+    """(mean, std[, median]) of the Fréchet distance from ``reference`` to draws of ``embedded`` rows with
+    ``wanted`` ({class: count}) rows of each class."""
     rng = np.random.default_rng(0)
-    rows = {name: np.flatnonzero(np.asarray(labels) == name) for name in wanted}
-    distances = [frechet_distance(reference, embedded[np.concatenate([
-        rng.choice(rows[name], count, replace=False) for name, count in wanted.items()])]) for _ in range(draws)]
-    return float(np.mean(distances)), float(np.std(distances))
+    distances = [frechet_distance(reference, embedded[stratified_draw(rng, labels, wanted)]) for _ in range(draws)]
+    figures = float(np.mean(distances)), float(np.std(distances))
+    return (*figures, float(np.median(distances))) if with_median else figures
+
+
+def half_split_ratios(train, train_labels, held, wanted, candidates=None, splits=HALF_SPLITS):
+    """Per split of the training embeddings into halves (by class): the Fréchet distance from one half to a draw
+    of the other half with the ``wanted`` make-up, and to a draw of each ``candidates`` set ({name: (embeddings,
+    labels)}), over the distance from that half to the held-out set ``held``. {name: ratios}; "real" for the
+    real draws. None where a half has fewer clips of a class than ``wanted``."""
+    rng, pick = np.random.default_rng(0), np.random.default_rng(1)  # the same splits and real draws, with or
+    train_labels = np.asarray(train_labels)                         # without candidates
+    ratios = {"real": [], **{name: [] for name in candidates or {}}}
+    for _ in range(splits):
+        halves = [rng.permutation(np.flatnonzero(train_labels == name)) for name in wanted]
+        reference = np.concatenate([rows[:len(rows) // 2] for rows in halves])
+        other = np.concatenate([rows[len(rows) // 2:] for rows in halves])
+        if any(np.sum(train_labels[other] == name) < count for name, count in wanted.items()):
+            return None
+        floor = frechet_distance(train[reference], held)
+        drawn = other[stratified_draw(rng, train_labels[other], wanted)]
+        ratios["real"].append(frechet_distance(train[reference], train[drawn]) / floor)
+        for name, (embedded, labels) in (candidates or {}).items():
+            ratios[name].append(frechet_distance(train[reference], embedded[stratified_draw(pick, labels, wanted)])
+                                / floor)
+    return ratios
+
+
+def spread_of(values):
+    """{median, mean, p10, p90} of ratios, rounded."""
+    return {"median": round(float(np.median(values)), 2), "mean": round(float(np.mean(values)), 2),
+            "p10": round(float(np.percentile(values, 10)), 2), "p90": round(float(np.percentile(values, 90)), 2)}
 
 
 def ratio(value, reference):
     return round(float(value / reference), 2) if reference else None
 
 
-def judge_model(model_dir, name, gate_db, kernel_width, workdir, listener, embed_real, classes):
+def judge_model(model_dir, name, gate_db, sampler, workdir, listener, embed_real, classes, train_labels):
     """Every figure of one model against the held-out clips."""
     model = load_model_folder(model_dir)
     rate = model.params["sample_rate"]
@@ -168,20 +191,18 @@ def judge_model(model_dir, name, gate_db, kernel_width, workdir, listener, embed
     spectrograms, decoded, phase_only, through_vae = through_model(model, held_paths, model.vae, gate_db)
     wanted = {name: held_labels.count(name) for name in classes}
     # At least as many new sounds of each class as there are held-out clips of it (FSDD: 60 a digit).
-    asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db, kernel_width,
+    asked, generated, generated_paths = new_sounds(model, name, workdir, classes, gate_db, sampler,
                                                    max(SAMPLES_PER_CLASS, *wanted.values()))
     reference = embed_real["train"]
 
-    def frechet(audio, labels=None):
-        """Distance from the training clips: to the held-out clips through something, or (mean, std) over draws
-        of new sounds with as many of each class as the held-out set."""
-        embedded = listener.embed(np.stack([listener_view(signal, rate) for signal in audio]))
-        if labels is None:  # the held-out clips themselves, through something
-            return float(frechet_distance(reference, embedded))
-        return stratified_frechet(reference, embedded, labels, wanted)
+    def frechet(audio):
+        """Distance from the training clips to the held-out clips through something."""
+        return float(frechet_distance(reference, listener.embed(np.stack([listener_view(s, rate) for s in audio]))))
 
     floor = frechet_distance(reference, embed_real["held_out"])
-    new_mean, new_std = frechet(generated, asked)
+    embedded_new = listener.embed(np.stack([listener_view(signal, rate) for signal in generated]))
+    new_mean, new_std, new_median = stratified_frechet(reference, embedded_new, asked, wanted, with_median=True)
+    halves = half_split_ratios(reference, train_labels, embed_real["held_out"], wanted, {"new": (embedded_new, asked)})
     distances = {"held_out_clips_floor": floor, "phase_reconstruction_only": frechet(phase_only),
                  "vae_reconstructions": frechet(through_vae), "new_sounds": new_mean}
     heard = listener.predict(np.stack([listener_view(signal, rate) for signal in generated]))
@@ -199,13 +220,18 @@ def judge_model(model_dir, name, gate_db, kernel_width, workdir, listener, embed
                        "ratio": ratio(made_tail, real_tail)}
     return {
         "name": name, "model_dir": str(model_dir), "floor_gate_db": gate_db,
-        "kernel_width": kernel_width if kernel_width != "" else "generate.py's default",
+        "sampler": {**{"kernel_width": "generate.py's", "spread_cap": "generate.py's"}, **sampler},
         "picture": picture.relative_to(ROOT).as_posix(),
         "spectrogram": {key: model.params[key] for key in (
             "sample_rate", "duration", "frame_size", "hop_length", "n_bins", "n_frames")},
         "frechet_distance": {name: round(float(value), 2) for name, value in distances.items()},
         "frechet_times_floor": {name: ratio(value, floor) for name, value in distances.items()},
         "new_sounds_frechet_std_between_draws": round(new_std, 2),
+        "new_sounds_median_times_floor": ratio(new_median, floor),
+        "half_split": "a half has fewer clips of a class than held out: not drawn" if halves is None else {
+            "new_sounds_times_floor": spread_of(halves["new"]),
+            "real_random_draws_times_floor": spread_of(halves["real"]),
+            "new_sounds_over_real_random_draws": spread_of(np.array(halves["new"]) / np.array(halves["real"]))},
         "recognised_as_requested": round(float(np.mean(heard == asked_index)), 3),
         "per_class_recognised": {name: round(float(np.mean(heard[asked_index == c] == c)), 3)
                                  for c, name in enumerate(classes)},
@@ -229,6 +255,8 @@ def main(argv=None):
     parser.add_argument("--kernel_width", default="",
                         help="comma-separated, one per model: generate.py's KERNEL_WIDTH (0: the Gaussian prior; "
                              "default: generate.py's)")
+    parser.add_argument("--spread_cap", default="",
+                        help="comma-separated, one per model: generate.py's SPREAD_CAP (0: no cap; default: generate.py's)")
     parser.add_argument("--names", default="", help="comma-separated, one per model (default: the folders' names)")
     parser.add_argument("--tag", default="", help="a name for the results file: realism_<tag>.json")
     args = parser.parse_args(argv)
@@ -236,7 +264,7 @@ def main(argv=None):
     models = [Path(path) for path in args.models.split(",") if path] or [workdir / "model"]
     names = [name for name in args.names.split(",") if name] or [f"{path.parent.name}_{path.name}" for path in models]
     gates = [float(value) for value in args.floor_gate_db.split(",") if value] or [DEFAULT_FLOOR_GATE_DB] * len(models)
-    kernels = args.kernel_width.split(",") if args.kernel_width else [""] * len(models)
+    samplers = sampler_settings(vars(args), len(models))
     real = real_sets(workdir, LISTENER_RATE)
     classes = sorted(set(real["train"][0]))
     views = {name: np.stack([listener_view(signal, LISTENER_RATE) for signal in real[name][1]]) for name in real}
@@ -249,17 +277,14 @@ def main(argv=None):
                "models": []}
     embed_real = {name: listener.embed(views[name]) for name in views}
     wanted = {name: real["held_out"][0].count(name) for name in classes}
-    floor = frechet_distance(embed_real["train"], embed_real["held_out"])
-    # How far the same draws of real clips lie (they are part of the reference, so this is a lower bound):
-    # the spread a set of this size and make-up has whatever made it. A small folder may have fewer training
-    # clips of a class than the held-out set: then there is no such draw.
-    if all(real["train"][0].count(name) >= count for name, count in wanted.items()):
-        draws_mean, draws_std = stratified_frechet(embed_real["train"], embed_real["train"], real["train"][0], wanted)
-        results["real_training_draws_times_floor"] = {"mean": ratio(draws_mean, floor), "std": ratio(draws_std, floor)}
-    else:
-        results["real_training_draws_times_floor"] = "fewer training clips of a class than held out: not drawn"
-    for model_dir, name, gate_db, kernel in zip(models, names, gates, kernels, strict=True):
-        results["models"].append(judge_model(model_dir, name, gate_db, kernel, workdir, listener, embed_real, classes))
+    # How far real clips drawn at random lie, as a multiple of the floor (see the module's docstring). A small
+    # folder may have fewer training clips of a class in a half than the held-out set: then there is no such draw.
+    halves = half_split_ratios(embed_real["train"], real["train"][0], embed_real["held_out"], wanted)
+    results["real_random_draws_times_floor"] = "a half has fewer clips of a class than held out: not drawn" \
+        if halves is None else spread_of(halves["real"])
+    for model_dir, name, gate_db, sampler in zip(models, names, gates, samplers, strict=True):
+        results["models"].append(judge_model(model_dir, name, gate_db, sampler, workdir, listener, embed_real, classes,
+                                             real["train"][0]))
     print(json.dumps(results, indent=2))
     out = ROOT / "benchmarks" / "results" / f"realism{'_' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps(results, indent=2) + "\n")

@@ -32,10 +32,10 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from soundgenerator import DEFAULT_FLOOR_GATE_DB, SoundGenerator, full_range  # noqa: E402
 from soundkit.folders import load_model_folder, load_spectrograms, training_rows  # noqa: E402
 from soundkit.latent_space import LatentPrior  # noqa: E402
-from soundkit.realism import Listener, frechet_distance  # noqa: E402
+from soundkit.realism import LISTENER_RATE, Listener, frechet_distance, listener_view  # noqa: E402
 from soundkit.spectrogram import spectrogram_of_file  # noqa: E402
 from real_kit import cpu_name  # noqa: E402
-from realism import LISTENER_RATE, listener_view, real_sets, stratified_frechet  # noqa: E402
+from realism import real_sets, stratified_frechet  # noqa: E402
 
 ATTACK_FRAMES_SWAPPED = 4
 NEW_PER_CLASS = 100

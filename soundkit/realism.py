@@ -1,7 +1,8 @@
 """How real do generated sounds look and sound, next to a real kit's held-out clips?
 
 ``frechet_distance``/``matched_frechet_distance`` compare two sets of embeddings
-as FAD and FID do, with ``Listener`` (a small classifier) as the ear;
+as FAD and FID do, with ``Listener`` (a small classifier) as the ear and
+``listener_view`` what it hears;
 ``frequency_ripple`` finds the grid stride-2 transposed convolutions leave,
 ``saturated_share`` pixels pinned at the top, ``decay_seconds`` how long a hit rings.
 """
@@ -10,9 +11,15 @@ import numpy as np
 import scipy.linalg
 import scipy.signal
 
+from soundkit.spectrogram import onset_sample
+
 EMBEDDING_SIZE = 32       # width of the Listener's embedding layer
 ENVELOPE_SECONDS = 0.01   # frame of the max-envelope decay_seconds reads
 RIPPLE_NEIGHBOURS = 3     # ripple-frequency indices on each side that frequency_ripple compares with
+LISTENER_RATE, LISTENER_SECONDS = 22050, 1.5   # the listener's own analysis: log-mel, 64 bands, hop 256,
+                                                # from the attack, shorter than any clip a model of the kit makes
+LISTENER_MELS, LISTENER_HOP, LISTENER_FFT, LISTENER_TOP_DB = 64, 256, 1024, 80.0
+ONSET_DB, PRE_ROLL = -40.0, 0.005                  # the attack, as preprocess.py finds it
 
 
 def _checked(values, name, ndim, min_rows=1):
@@ -234,6 +241,34 @@ def median_decay_by_class(signals_by_class, sample_rate, db=-60.0):
             raise ValueError(f"class {name!r} has no signals")
     return {name: float(np.median([decay_seconds(signal, sample_rate, db) for signal in signals]))
             for name, signals in signals_by_class.items()}
+
+
+def listener_view(signal, rate):
+    """The listener's input: a log-mel spectrogram of LISTENER_SECONDS from the attack, in [0, 1] below the peak.
+
+    Every sound, real or made, is heard from its attack (as preprocess.py aligns clips) and for
+    the same time, so that neither a few ms of silence before a hit nor a tail past a model's clip
+    length tells the listener which is which; and at the same peak level: librosa's decibels stop
+    at a fixed power (``amin``), so a quiet clip's emptiest bands sit nearer its peak than a loud
+    one's, and the listener would hear the level (new sounds are normalised, real clips are not).
+    """
+    import librosa
+
+    signal = np.asarray(signal, dtype=np.float32)
+    length = int(LISTENER_RATE * LISTENER_SECONDS)
+    peak = float(np.max(np.abs(signal))) if len(signal) else 0.0
+    if peak == 0:  # silence: nothing below a peak, all at the floor
+        return np.zeros((LISTENER_MELS, 1 + length // LISTENER_HOP), dtype=np.float32)
+    signal = signal / peak
+    signal = signal[onset_sample(signal, ONSET_DB, int(PRE_ROLL * rate)):]
+    if rate != LISTENER_RATE:
+        signal = librosa.resample(np.asarray(signal, dtype=np.float32), orig_sr=rate, target_sr=LISTENER_RATE)
+    signal = np.pad(signal[:length], (0, max(0, length - len(signal))))
+    mel = librosa.feature.melspectrogram(y=signal, sr=LISTENER_RATE, n_fft=LISTENER_FFT, hop_length=LISTENER_HOP,
+                                         n_mels=LISTENER_MELS)
+    # amin far below top_db: the floor is TOP_DB under the peak, whatever the level.
+    db = librosa.power_to_db(mel, ref=float(mel.max()), amin=1e-30, top_db=LISTENER_TOP_DB)
+    return ((db + LISTENER_TOP_DB) / LISTENER_TOP_DB).astype(np.float32)
 
 
 class Listener:

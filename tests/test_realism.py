@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from scipy.ndimage import gaussian_filter1d
 
-from soundkit.realism import (EMBEDDING_SIZE, Listener, decay_seconds, frechet_distance, frequency_ripple,
-                              matched_frechet_distance, median_decay_by_class, saturated_share)
+from soundkit.realism import (EMBEDDING_SIZE, LISTENER_MELS, LISTENER_RATE, LISTENER_SECONDS, Listener, decay_seconds,
+                              frechet_distance, frequency_ripple, listener_view, matched_frechet_distance,
+                              median_decay_by_class, saturated_share)
 
 SAMPLE_RATE = 22050
 
@@ -180,6 +181,24 @@ def test_decay_seconds_refuses_silence_and_a_positive_db():
         decay_seconds(np.zeros(1000), SAMPLE_RATE)
     with pytest.raises(ValueError, match="got 6"):
         decay_seconds(decaying_tone(0.05), SAMPLE_RATE, db=6)
+
+
+def test_the_listener_hears_a_sound_alike_at_any_level_and_from_its_attack():
+    """A quiet hi-hat has bands so empty that librosa's decibels stop at ``amin``; the view must not let
+    the listener hear the level through them (new sounds are normalised, real clips are not)."""
+    rng = np.random.default_rng(0)
+    t = np.arange(int(0.8 * SAMPLE_RATE)) / SAMPLE_RATE
+    hat = np.diff(rng.normal(size=len(t) + 1)) * np.exp(-t / 0.08)   # high-passed noise: its lowest bands empty
+    hat[:200] = 0.0
+    loud = listener_view(0.9 * hat / np.abs(hat).max(), SAMPLE_RATE)
+    assert loud.shape == (LISTENER_MELS, 1 + int(LISTENER_RATE * LISTENER_SECONDS) // 256)
+    assert loud.max() == pytest.approx(1.0) and loud.min() >= 0.0
+    for quiet in (0.01, 1e-4):
+        np.testing.assert_allclose(listener_view(quiet * hat / np.abs(hat).max(), SAMPLE_RATE), loud, atol=1e-4)
+    # 50 ms of silence first: heard from the attack, the same sound.
+    late = listener_view(np.concatenate([np.zeros(int(0.05 * SAMPLE_RATE)), hat]), SAMPLE_RATE)
+    np.testing.assert_allclose(late, loud, atol=1e-4)
+    assert np.all(listener_view(np.zeros(1000), SAMPLE_RATE) == 0.0)
 
 
 def test_median_decay_by_class_is_the_median_of_each_class():
