@@ -5,10 +5,15 @@
     python benchmarks/real_kit.py --max_minutes=10         # a training time limit (default: none)
     python benchmarks/real_kit.py --workdir=W --reuse=true # judge the model an earlier run left in W again
     python benchmarks/real_kit.py --train_epochs=50        # any train.py setting, as --train_<setting>=V
+    python benchmarks/real_kit.py --held_out=hits          # hold out whole hits, every round robin of them
 
 Every fifth file of each class (in sorted order: a round robin) is held out and
 never seen by training; the other files are linked into a training folder with
-the same class sub-folders. Then ``preprocess.py``, ``train.py`` and
+the same class sub-folders. With ``--held_out=hits``, files whose names differ
+only in a trailing number (``hc_vl2_rr1`` .. ``hc_vl2_rr4``: round robins of one
+hit at one velocity) go together, and a fifth of a class's hits, drawn at random
+(seed 0: every fifth in sorted order would be mostly the loudest velocity), are
+held out: no held-out clip has a twin in training. Then ``preprocess.py``, ``train.py`` and
 ``generate.py`` run with their defaults, each as its own process
 (``soundkit.configurator.run_step``), and the new sounds are judged:
 
@@ -52,21 +57,27 @@ from soundkit.fileio import read_csv, read_json  # noqa: E402
 from soundkit.folders import ADVERSARIAL_HISTORY_FILE, HISTORY_FILE, MODEL_FILE, PARAMS_FILE, TRAINING_FILE  # noqa: E402
 
 DRUMS = ROOT.parent / "shared" / "data" / "drums"
-HELD_OUT_EVERY = 5                    # every fifth file of a class is held out
+HELD_OUT_EVERY = 5                    # every fifth file (or hit) of a class is held out
 SAMPLES_PER_CLASS = 25
 TOP_OCTAVE_HZ = 11000.0
 TAIL_DB = -60.0
 
 
-def split_kit(kit, workdir, subset, seed):
-    """Link the kit's files into workdir/train/<class>/ and workdir/held_out/<class>/; return both folders."""
-    rng = np.random.default_rng(seed)
+def split_kit(kit, workdir, subset, seed, by_hit=False):
+    """Link the kit's files into workdir/train/<class>/ and workdir/held_out/<class>/; return both folders.
+
+    Every fifth file of a class is held out, or with ``by_hit`` a fifth of its hits drawn at random (a hit: the
+    files whose names differ only in a trailing number)."""
+    rng, hit_rng = np.random.default_rng(seed), np.random.default_rng(0)
     train_dir, held_dir = workdir / "train", workdir / "held_out"
     training = []
     for class_dir in sorted(p for p in kit.iterdir() if p.is_dir()):
         files = sorted(class_dir.glob("*.wav"))
+        hits = sorted({re.sub(r"\d+$", "", path.stem) for path in files})
+        held_hits = set(hit_rng.permutation(hits)[:max(1, round(len(hits) / HELD_OUT_EVERY))]) if by_hit else set()
         for position, path in enumerate(files):
-            if position % HELD_OUT_EVERY == HELD_OUT_EVERY - 1:
+            if (re.sub(r"\d+$", "", path.stem) in held_hits if by_hit
+                    else position % HELD_OUT_EVERY == HELD_OUT_EVERY - 1):
                 _link(path, held_dir / class_dir.name / path.name)
             else:
                 training.append(path)
@@ -186,9 +197,9 @@ def train_arguments(options):
     return extra + [f"--{name[len('train_'):]}={value}" for name, value in options.items() if name.startswith("train_")]
 
 
-def preprocess_and_train(kit, workdir, subset, seed, extra):
+def preprocess_and_train(kit, workdir, subset, seed, extra, by_hit=False):
     """Split the kit, run preprocess.py and train.py on its training part; return the seconds of training."""
-    train_dir, _ = split_kit(kit, workdir, subset, seed)
+    train_dir, _ = split_kit(kit, workdir, subset, seed, by_hit)
     run_step("preprocess.py", [f"--audio_dir={train_dir}", f"--spectrograms_dir={workdir / 'spectrograms'}"])
     started = time.perf_counter()
     run_step("train.py", [f"--spectrograms_dir={workdir / 'spectrograms'}", f"--model_dir={workdir / 'model'}",
@@ -333,10 +344,11 @@ def second_stage_figures(model_dir, vae, matmul):
             "utilisation_of_matmul": round(flops * per_second / matmul, 3)}
 
 
-def results_path(subset, seed, extra, kit=DRUMS):
-    """benchmarks/results/real_kit[_<kit>][_subset<N>_seed<S>][_<setting><value>...].json (<kit>: another --kit's
-    folder name)"""
+def results_path(subset, seed, extra, kit=DRUMS, by_hit=False):
+    """benchmarks/results/real_kit[_<kit>][_held_out_hits][_subset<N>_seed<S>][_<setting><value>...].json (<kit>:
+    another --kit's folder name)"""
     tag = f"_{re.sub(r'[^A-Za-z0-9_.]+', '-', Path(kit).name)}" if Path(kit).resolve() != DRUMS.resolve() else ""
+    tag += "_held_out_hits" if by_hit else ""
     tag += f"_subset{subset}" if subset else ""
     tag += f"_seed{seed}" if seed else ""
     # One part per setting, with what a file name should not hold made dashes:
@@ -352,6 +364,9 @@ def main(argv):
     options = dict(arg[2:].split("=", 1) for arg in argv if arg.startswith("--") and "=" in arg)
     kit = Path(options.get("kit", DRUMS)).absolute()
     subset, seed = int(options.get("subset", 0)), int(options.get("seed", 0))
+    if options.get("held_out", "files") not in ("files", "hits"):
+        raise SystemExit(f"--held_out must be 'files' or 'hits', got {options['held_out']!r}")
+    by_hit = options.get("held_out") == "hits"
     if not kit.is_dir():
         raise SystemExit(f"no drum kit at {kit}")
     # Absolute: the steps run in the project folder.
@@ -361,7 +376,7 @@ def main(argv):
     reuse = options.get("reuse") == "true" and (model_dir / HISTORY_FILE).exists()
     training_seconds = None
     if not reuse:  # --reuse=true judges the model a previous run of the same --workdir trained
-        training_seconds = preprocess_and_train(kit, workdir, subset, seed, extra)
+        training_seconds = preprocess_and_train(kit, workdir, subset, seed, extra, by_hit)
     train_dir, held_dir = workdir / "train", workdir / "held_out"
     classes = read_training(model_dir)["classes"]
     generated = generate_sounds(model_dir, spectrograms, output_dir, SAMPLES_PER_CLASS * len(classes))
@@ -388,7 +403,7 @@ def main(argv):
         "workdir": str(workdir), "train_settings_changed": extra,
     }
     print(json.dumps(results, indent=2))
-    out = results_path(subset, seed, extra, kit)
+    out = results_path(subset, seed, extra, kit, by_hit)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=2) + "\n")
     return results
