@@ -47,7 +47,7 @@ WATCHED_CLIPS = 64                          # TextureCheck: validation clips dec
 TEXTURE_BANDS = 8                           # TextureCheck: frequency bands compared
 ENVELOPE_POOL = 4                           # the MSE compares the envelope: means of 4 x 4 pixels
 MAX_MSE_GROWTH = 1.25                       # TextureCheck: envelope MSE at most this x the first stage's
-MAX_RIPPLE_GROWTH = 1.5                     # ... and the ripple at 2 and 4 bins at most this x the first stage's
+MAX_RIPPLE_GROWTH = 1.5                     # ... and the ripple at 2, 4 and 8 bins at most this x the first stage's
 MAX_CLASS_LOSS = 0.05                       # ... and (labels, latent classifier) the share of decoded clips whose
                                             # class is heard again at most this far below the first stage's
 MAX_DRIFT_GROWTH = 1.5                      # ... or (no labels) their latent drift at most this x the first stage's
@@ -214,15 +214,16 @@ def texture(spectrograms, bands=TEXTURE_BANDS):
     return np.array([band.mean() for band in np.array_split(contrast, bands)])
 
 
-RIPPLES = ("ripple_2", "ripple_4", "attack_ripple_2", "attack_ripple_4")   # what TextureCheck keeps in bounds
+CHECKED_PERIODS = (2, 4, 8)   # TextureCheck bounds the ripple at these periods (8: the comb the attack head once wrote)
+RIPPLES = tuple(f"{where}ripple_{period}" for where in ("", "attack_") for period in CHECKED_PERIODS)
 
 
-def ripple_2_and_4(spectrograms):
-    """``frequency_ripple`` at 2 and 4 bins; NaN where no frame is loud enough (or there are no frames)."""
+def checked_ripples(spectrograms):
+    """``frequency_ripple`` at CHECKED_PERIODS; NaN where no frame is loud enough (or there are no frames)."""
     try:
-        return frequency_ripple(spectrograms, periods=(2, 4))
+        return frequency_ripple(spectrograms, periods=CHECKED_PERIODS)
     except ValueError:
-        return {2: math.nan, 4: math.nan}
+        return dict.fromkeys(CHECKED_PERIODS, math.nan)
 
 
 def texture_gap(real, decoded):
@@ -234,7 +235,7 @@ class TextureCheck(keras.callbacks.Callback):
     """At each epoch end: decode the validation clips and keep the decoder if its texture is the closest yet.
 
     An epoch is eligible while the validation MSE is at most ``MAX_MSE_GROWTH`` times
-    the first stage's, the ripple at 2 and 4 bins (over all frames, and over the attack head's
+    the first stage's, the ripple at 2, 4 and 8 bins (over all frames, and over the attack head's
     frames) at most ``MAX_RIPPLE_GROWTH`` times,
     and the content stays: with labels and a latent classifier, the share of decoded
     clips classified as their label (encoded again) at most ``MAX_CLASS_LOSS`` below
@@ -275,11 +276,12 @@ class TextureCheck(keras.callbacks.Callback):
         class_kept, drift = self.content(decoded)
         decoded = np.asarray(decoded).reshape(len(decoded), *self.vae.input_shape_[:2])
         real = self.spectrograms.reshape(decoded.shape)
-        ripple, attack = ripple_2_and_4(decoded), ripple_2_and_4(decoded[:, :, :self.vae.attack_frames])
+        ripples = {"": checked_ripples(decoded), "attack_": checked_ripples(decoded[:, :, :self.vae.attack_frames])}
         envelopes = [np.asarray(envelope(x[..., np.newaxis])) for x in (real, decoded)]
         return {"texture_gap": texture_gap(real, decoded), "mse": float(np.mean((envelopes[0] - envelopes[1]) ** 2)),
-                "ripple_2": ripple[2], "ripple_4": ripple[4], "attack_ripple_2": attack[2],
-                "attack_ripple_4": attack[4], "class_kept": class_kept, "latent_drift": drift}
+                **{f"{where}ripple_{period}": values[period] for where, values in ripples.items()
+                   for period in CHECKED_PERIODS},
+                "class_kept": class_kept, "latent_drift": drift}
 
     def eligible(self, row):
         start = self.start

@@ -136,7 +136,8 @@ def test_the_check_refuses_epochs_whose_decoded_clips_lose_their_class_or_drift(
     assert check.eligible(dict(start))
     assert not check.eligible({**start, "class_kept": start["class_kept"] - MAX_CLASS_LOSS - 0.01})
     assert check.eligible({**start, "latent_drift": 100.0})    # labels known: the class decides
-    check.start = {**start, "attack_ripple_2": 1.0, "attack_ripple_4": 1.0}   # (no attack head here: NaN)
+    check.start = {**start, **{name: 1.0 for name in RIPPLES if name.startswith("attack_")}}   # (no attack head:
+    assert {"ripple_8", "attack_ripple_8"} <= set(RIPPLES)                                    # NaN here)
     for ripple in RIPPLES:                                     # a comb, over all frames or in the attack only
         assert not check.eligible({**check.start, ripple: 1.6 * max(check.start[ripple], 1.0)})
     check.start = start
@@ -178,7 +179,7 @@ def test_train_runs_the_second_stage_on_the_first_stages_encoder(tmp_path):
     assert decoders_differ == any(row["kept"] == "True" for row in rows)
     assert os.path.exists(sharpened / "model" / "latent_prior.json")
     assert a.attack_frames == b.attack_frames == 4 and a.decoder.get_layer("attack_output").get_weights()[0].any()
-    assert {"attack_ripple_2", "attack_ripple_4", "class_kept", "latent_drift"} <= set(rows[0])
+    assert {"attack_ripple_2", "attack_ripple_4", "ripple_8", "attack_ripple_8", "class_kept", "latent_drift"} <= set(rows[0])
     assert all(np.isfinite(float(row["attack_ripple_2"])) for row in rows)   # the attack frames are loud enough
 
 
