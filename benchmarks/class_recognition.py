@@ -121,9 +121,10 @@ def judge_model(model_dir, listener, spectrograms, clips, classes, test_rows, sa
     level = model.training["generation_level_db"]
     result = {"conditional": bool(conditional_names)}
     prior = None if conditional_names else load_latent_prior(model_dir)
-    for setting, value in (sampler or {}).items() if prior is not None else ():
-        setattr(prior, setting, value)
-        result[setting] = value
+    if prior is not None:
+        for setting, value in (sampler or {}).items():
+            setattr(prior, setting, value)
+            result[setting] = value
     model_names = conditional_names or (prior.classes if prior else [])
     if model_names:  # ask for every class in turn
         asked = np.repeat(np.arange(len(model_names)), SAMPLES_PER_CLASS)

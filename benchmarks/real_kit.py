@@ -73,11 +73,15 @@ def split_kit(kit, workdir, subset, seed, by_hit=False):
     training = []
     for class_dir in sorted(p for p in kit.iterdir() if p.is_dir()):
         files = sorted(class_dir.glob("*.wav"))
-        hits = sorted({re.sub(r"\d+$", "", path.stem) for path in files})
-        held_hits = set(hit_rng.permutation(hits)[:max(1, round(len(hits) / HELD_OUT_EVERY))]) if by_hit else set()
-        for position, path in enumerate(files):
-            if (re.sub(r"\d+$", "", path.stem) in held_hits if by_hit
-                    else position % HELD_OUT_EVERY == HELD_OUT_EVERY - 1):
+        if by_hit:
+            hit_of = {path: re.sub(r"\d+$", "", path.stem) for path in files}
+            hits = sorted(set(hit_of.values()))
+            chosen = set(hit_rng.permutation(hits)[:max(1, round(len(hits) / HELD_OUT_EVERY))])
+            held = {path for path in files if hit_of[path] in chosen}
+        else:
+            held = set(files[HELD_OUT_EVERY - 1::HELD_OUT_EVERY])
+        for path in files:
+            if path in held:
                 _link(path, held_dir / class_dir.name / path.name)
             else:
                 training.append(path)

@@ -200,12 +200,13 @@ def judge_model(model_dir, name, gate_db, sampler, workdir, listener, embed_real
         return float(frechet_distance(reference, listener.embed(np.stack([listener_view(s, rate) for s in audio]))))
 
     floor = frechet_distance(reference, embed_real["held_out"])
-    embedded_new = listener.embed(np.stack([listener_view(signal, rate) for signal in generated]))
+    new_views = np.stack([listener_view(signal, rate) for signal in generated])   # heard once: embedded, classified
+    embedded_new = listener.embed(new_views)
     new_mean, new_std, new_median = stratified_frechet(reference, embedded_new, asked, wanted, with_median=True)
     halves = half_split_ratios(reference, train_labels, embed_real["held_out"], wanted, {"new": (embedded_new, asked)})
     distances = {"held_out_clips_floor": floor, "phase_reconstruction_only": frechet(phase_only),
                  "vae_reconstructions": frechet(through_vae), "new_sounds": new_mean}
-    heard = listener.predict(np.stack([listener_view(signal, rate) for signal in generated]))
+    heard = listener.predict(new_views)
     asked_index = np.array([classes.index(name) for name in asked])
     regenerated = np.stack([spectrogram_of_file(path, model.params)[0] for path in generated_paths])
     ripple = {"real": frequency_ripple(spectrograms), "vae_decoded": frequency_ripple(decoded),

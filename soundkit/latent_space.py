@@ -129,7 +129,7 @@ class LatentPrior:
             starts = np.array([rng.choice(self.member_rows[component]) for component in components])
             factors = self.local_factors[starts]
             if self.spread_cap > 0:
-                over = np.maximum(self.relative_spreads[starts], 1e-12) / self.spread_cap
+                over = self.relative_spreads[starts] / self.spread_cap   # > 1: wider than the cap allows
                 factors = factors / np.sqrt(np.maximum(over, 1.0))[:, None, None]
             latents = self.members[starts] + self.kernel_width * np.einsum("nij,nj->ni", factors, noise)
         else:

@@ -262,7 +262,7 @@ def listener_view(signal, rate):
     signal = signal / peak
     signal = signal[onset_sample(signal, ONSET_DB, int(PRE_ROLL * rate)):]
     if rate != LISTENER_RATE:
-        signal = librosa.resample(np.asarray(signal, dtype=np.float32), orig_sr=rate, target_sr=LISTENER_RATE)
+        signal = librosa.resample(signal, orig_sr=rate, target_sr=LISTENER_RATE)
     signal = np.pad(signal[:length], (0, max(0, length - len(signal))))
     mel = librosa.feature.melspectrogram(y=signal, sr=LISTENER_RATE, n_fft=LISTENER_FFT, hop_length=LISTENER_HOP,
                                          n_mels=LISTENER_MELS)
